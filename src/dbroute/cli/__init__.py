@@ -1,0 +1,41 @@
+"""The ``dbroute`` command: one module per command group, registered here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from dbroute import __version__
+from dbroute.cli.bucket import bucket_command
+from dbroute.cli.demo import demo_command
+from dbroute.errors import DBRouteError
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """Turns a :class:`DBRouteError` into a one-line message and exit code 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DBRouteError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="dbroute")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Move a PostgreSQL database from Neon to Amazon RDS with no downtime.
+
+    Commands read the same DBROUTE_* environment variables as the library.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+main.add_command(bucket_command)
+main.add_command(demo_command)

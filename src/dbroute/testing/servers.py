@@ -1,0 +1,389 @@
+"""Real PostgreSQL servers for tests and the demo: one plays Neon, one plays RDS.
+
+Servers are found in this order, the first that answers wins:
+
+1. ``DBROUTE_TEST_NEON_URL`` and ``DBROUTE_TEST_RDS_URL`` from the environment;
+2. testcontainers, when a Docker engine answers;
+3. local PostgreSQL binaries (``initdb``/``pg_ctl`` on ``PATH``, in
+   ``pg_config --bindir`` or under ``/usr/lib/postgresql/*/bin``), run as the
+   ``postgres`` system user when the current user is root (initdb refuses root);
+4. the optional ``pgserver`` package (PostgreSQL binaries in a wheel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dbroute.errors import DBRouteError
+
+__all__ = [
+    "DatabasePair",
+    "PostgresServer",
+    "ServerPair",
+    "ServerUnavailableError",
+    "create_database_pair",
+    "drop_database_pair",
+    "start_server_pair",
+]
+
+log = logging.getLogger("dbroute.testing")
+
+Source = Literal["env", "testcontainers", "local", "pgserver"]
+
+NEON_ENV = "DBROUTE_TEST_NEON_URL"
+RDS_ENV = "DBROUTE_TEST_RDS_URL"
+
+# Test clusters trade durability for speed; crash tests kill clients, never the
+# server's power, so fsync buys nothing here.
+_FAST_SETTINGS = {
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "off",
+    "max_connections": "300",
+    "shared_buffers": "64MB",
+}
+
+
+class ServerUnavailableError(DBRouteError):
+    """No PostgreSQL server could be found or started for tests or the demo."""
+
+
+@dataclass
+class PostgresServer:
+    """One running PostgreSQL server.
+
+    ``url`` is a SQLAlchemy URL (``postgresql+psycopg://``) of its ``postgres``
+    database. Servers started from local binaries can be stopped and started
+    again on the same port, which fault-injection tests use.
+    """
+
+    name: str
+    url: str
+    source: Source
+    _data_dir: Path | None = None
+    _bin_dir: Path | None = None
+    _port: int | None = None
+    _socket_dir: Path | None = None
+    _handle: Any = field(default=None, repr=False)
+
+    @property
+    def controllable(self) -> bool:
+        """Whether :meth:`stop` and :meth:`start` work (local binaries only)."""
+        return self._data_dir is not None
+
+    def url_for(self, database: str) -> str:
+        """The URL of another database on this server."""
+        base, _, _ = self.url.rpartition("/")
+        return f"{base}/{database}"
+
+    def stop(self, mode: Literal["fast", "immediate"] = "immediate") -> None:
+        """Stop the server (fault injection); :meth:`start` brings it back."""
+        self._require_control()
+        _run_pg(self._bin_dir, ["pg_ctl", "-D", str(self._data_dir), "-m", mode, "-w", "stop"])
+
+    def start(self) -> None:
+        """Start a stopped server again, on the same port."""
+        self._require_control()
+        assert self._port is not None
+        assert self._socket_dir is not None
+        _pg_ctl_start(self._bin_dir, self._data_dir, self._port, self._socket_dir)
+
+    def _require_control(self) -> None:
+        if not self.controllable:
+            raise ServerUnavailableError(
+                f"the {self.name} server came from {self.source}; only servers started "
+                "from local PostgreSQL binaries can be stopped and started"
+            )
+
+
+@dataclass(frozen=True)
+class ServerPair:
+    """The two servers of a test session: ``neon`` and ``rds``."""
+
+    neon: PostgresServer
+    rds: PostgresServer
+
+    @property
+    def source(self) -> Source:
+        """Where the servers came from."""
+        return self.neon.source
+
+
+@dataclass(frozen=True)
+class DatabasePair:
+    """One freshly created database on each server (isolation for one test)."""
+
+    neon_url: str
+    rds_url: str
+    name: str
+
+
+@contextlib.contextmanager
+def start_server_pair(*, allow_pgserver: bool = True) -> Iterator[ServerPair]:
+    """Find or start the two servers; stop what was started on exit."""
+    with contextlib.ExitStack() as stack:
+        pair = _from_env() or _from_testcontainers(stack) or _from_local_binaries(stack)
+        if pair is None and allow_pgserver:
+            pair = _from_pgserver(stack)
+        if pair is None:
+            raise ServerUnavailableError(
+                "no PostgreSQL server found: set DBROUTE_TEST_NEON_URL and "
+                "DBROUTE_TEST_RDS_URL, start Docker for testcontainers, install "
+                "PostgreSQL server binaries (Debian: apt-get install postgresql), or "
+                "pip install 'dbroute[demo]' for the embedded pgserver"
+            )
+        log.info("PostgreSQL servers from %s", pair.source)
+        yield pair
+
+
+def create_database_pair(pair: ServerPair, prefix: str = "t") -> DatabasePair:
+    """Create one empty database with the same fresh name on both servers."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    for server in (pair.neon, pair.rds):
+        _admin(server.url, f'CREATE DATABASE "{name}"')
+    return DatabasePair(pair.neon.url_for(name), pair.rds.url_for(name), name)
+
+
+def drop_database_pair(pair: ServerPair, databases: DatabasePair) -> None:
+    """Drop both databases, disconnecting whoever is still connected."""
+    for server in (pair.neon, pair.rds):
+        with contextlib.suppress(Exception):  # a stopped server keeps its test db; harmless
+            _admin(server.url, f'DROP DATABASE IF EXISTS "{databases.name}" WITH (FORCE)')
+
+
+def _admin(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_libpq(url), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.encode())
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+# --- sources -----------------------------------------------------------------
+
+
+def _from_env() -> ServerPair | None:
+    neon, rds = os.environ.get(NEON_ENV), os.environ.get(RDS_ENV)
+    if not neon and not rds:
+        return None
+    if not (neon and rds):
+        raise ServerUnavailableError(f"set both {NEON_ENV} and {RDS_ENV}, or neither")
+    return ServerPair(
+        PostgresServer("neon", _sqlalchemy_url(neon), "env"),
+        PostgresServer("rds", _sqlalchemy_url(rds), "env"),
+    )
+
+
+def _sqlalchemy_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:  # no client library, no socket, no engine: all mean "no Docker"
+        return False
+
+
+def _from_testcontainers(stack: contextlib.ExitStack) -> ServerPair | None:
+    try:
+        from testcontainers.postgres import PostgresContainer
+    except ImportError:
+        return None
+    if not _docker_answers():
+        return None
+    servers = []
+    for name in ("neon", "rds"):
+        container = PostgresContainer("postgres:15-alpine", driver="psycopg")
+        stack.enter_context(container)
+        servers.append(PostgresServer(name, container.get_connection_url(), "testcontainers"))
+    return ServerPair(servers[0], servers[1])
+
+
+def find_bin_dir() -> Path | None:
+    """The directory holding ``initdb`` and ``pg_ctl``, or ``None``."""
+    candidates: list[Path] = []
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+            candidates.append(Path(out))
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
+            return directory
+    return None
+
+
+def _from_local_binaries(stack: contextlib.ExitStack) -> ServerPair | None:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        return None
+    servers = [stack.enter_context(_local_server(name, bin_dir)) for name in ("neon", "rds")]
+    return ServerPair(servers[0], servers[1])
+
+
+@contextlib.contextmanager
+def _local_server(name: str, bin_dir: Path) -> Iterator[PostgresServer]:
+    root = Path(tempfile.mkdtemp(prefix=f"dbroute-{name}-"))
+    data_dir, socket_dir = root / "data", root / "sock"
+    socket_dir.mkdir()
+    _chown_to_postgres(root)
+    _run_pg(
+        bin_dir,
+        [
+            "initdb",
+            "-D",
+            str(data_dir),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+    )
+    with open(data_dir / "postgresql.conf", "a") as conf:
+        conf.writelines(f"{key} = '{value}'\n" for key, value in _FAST_SETTINGS.items())
+    port = _pg_ctl_start_on_free_port(bin_dir, data_dir, socket_dir)
+    server = PostgresServer(
+        name,
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+        "local",
+        _data_dir=data_dir,
+        _bin_dir=bin_dir,
+        _port=port,
+        _socket_dir=socket_dir,
+    )
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _pg_ctl_start_on_free_port(bin_dir: Path, data_dir: Path, socket_dir: Path) -> int:
+    last: Exception | None = None
+    for _ in range(5):  # another process may take the port between probe and bind
+        port = _free_port()
+        try:
+            _pg_ctl_start(bin_dir, data_dir, port, socket_dir)
+            return port
+        except ServerUnavailableError as exc:
+            last = exc
+    raise ServerUnavailableError(f"could not start PostgreSQL in {data_dir}: {last}")
+
+
+def _pg_ctl_start(bin_dir: Path | None, data_dir: Path | None, port: int, socket_dir: Path) -> None:
+    options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1"
+    _run_pg(
+        bin_dir,
+        [
+            "pg_ctl",
+            "-D",
+            str(data_dir),
+            "-o",
+            options,
+            "-l",
+            str(Path(str(data_dir)).parent / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+    )
+
+
+def _run_pg(bin_dir: Path | None, argv: list[str]) -> None:
+    command = [str(Path(str(bin_dir)) / argv[0]), *argv[1:]]
+    if os.geteuid() == 0:
+        command = _as_postgres_user(command)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        output = result.stderr.strip() or result.stdout.strip()
+        raise ServerUnavailableError(f"{argv[0]} failed ({result.returncode}): {output}")
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", "postgres", "--", *command]
+    return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(map(_shell_quote, command))]
+
+
+def _shell_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def _chown_to_postgres(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise ServerUnavailableError(
+            "running as root, initdb needs the 'postgres' system user: "
+            "useradd --system postgres (Debian's postgresql package creates it)"
+        ) from exc
+    for directory, _, files in os.walk(path):
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+        for name in files:
+            os.chown(os.path.join(directory, name), entry.pw_uid, entry.pw_gid)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _from_pgserver(stack: contextlib.ExitStack) -> ServerPair | None:
+    try:
+        import pgserver
+    except ImportError:
+        return None
+    servers = []
+    for name in ("neon", "rds"):
+        root = Path(tempfile.mkdtemp(prefix=f"dbroute-pgserver-{name}-"))
+        stack.callback(shutil.rmtree, root, True)
+        handle = pgserver.get_server(root, cleanup_mode="stop")
+        stack.callback(handle.cleanup)
+        servers.append(
+            PostgresServer(name, _sqlalchemy_url(handle.get_uri()), "pgserver", _handle=handle)
+        )
+    return ServerPair(servers[0], servers[1])
