@@ -80,6 +80,9 @@ class Router:
             t: async_sessionmaker(self._async_engines[t], sync_session_class=self.session_class)
             for t in Target
         }
+        # --- features switched on by settings attach to session_class here; they
+        # are imported lazily so the core routes without loading what it does not use.
+
         log.info(
             "dbroute router ready: rds_percent=%s kill_switch=%s neon=%s rds=%s",
             settings.rds_percent,
