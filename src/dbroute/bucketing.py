@@ -75,7 +75,7 @@ def threshold(rds_percent: Decimal | float | int) -> int:
     ``rds_percent`` may have at most two decimals (0.01 % is one bucket).
     """
     value = Decimal(str(rds_percent))
-    if not Decimal(0) <= value <= Decimal(100):
+    if not value.is_finite() or not Decimal(0) <= value <= Decimal(100):
         raise ValueError(f"rds_percent must be between 0 and 100, got {rds_percent}")
     scaled = value * 100
     if scaled != scaled.to_integral_value():

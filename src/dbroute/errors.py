@@ -7,7 +7,22 @@ message, a log record or a span.
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "DBRouteError", "InvalidKeyError"]
+__all__ = [
+    "ConfigurationError",
+    "DBRouteError",
+    "DualWriteError",
+    "DualWriteNotSetUpError",
+    "DualWriteSetupError",
+    "InvalidKeyError",
+    "PhaseStoreError",
+    "PhaseTransitionError",
+    "PreconditionError",
+    "RepairError",
+    "SecondaryWriteError",
+    "SegmentTimeoutError",
+    "ValidateError",
+    "WriteConflictError",
+]
 
 
 class DBRouteError(Exception):
@@ -24,3 +39,62 @@ class ConfigurationError(DBRouteError, ValueError):
 
 class InvalidKeyError(DBRouteError, ValueError):
     """A routing key is empty or otherwise unusable (a wrong *type* raises ``TypeError``)."""
+
+
+class PhaseTransitionError(DBRouteError):
+    """A phase change that is not allowed (skips phases, wrong direction, already there)."""
+
+
+class PreconditionError(DBRouteError):
+    """``dbroute advance``/``rollback`` refused: a precondition of the phase change failed.
+
+    The message lists every failed check and what to do about it.
+    """
+
+
+class PhaseStoreError(DBRouteError):
+    """The phase table (``dbroute.phase``) could not be read or written on either database."""
+
+
+class DualWriteError(DBRouteError):
+    """Base class of the dual-write errors (``docs/dual-write.md``)."""
+
+
+class DualWriteSetupError(DualWriteError):
+    """``dbroute setup``/``teardown`` refused: tables without a primary key, databases
+    whose tables differ, or a journal still holding entries. The message names them."""
+
+
+class DualWriteNotSetUpError(DualWriteError):
+    """Dual-write is on but a database lacks what ``dbroute setup`` installs; run it."""
+
+
+class SecondaryWriteError(DualWriteError):
+    """Strict mode: the secondary could not be written, so the commit was refused.
+
+    Nothing was committed; the session's transaction must be rolled back (a
+    ``with session.begin():`` block does it). ``keys`` counts the rows concerned.
+    """
+
+
+class WriteConflictError(SecondaryWriteError):
+    """Both databases changed the same rows since they were last in sync (strict mode).
+
+    ``conflicts`` lists them; best-effort mode journals and reports them instead.
+    """
+
+    def __init__(self, message: str, conflicts: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
+class ValidateError(DBRouteError):
+    """Base class of the validation errors (``dbroute validate``, ``docs/validation.md``)."""
+
+
+class SegmentTimeoutError(ValidateError):
+    """A key segment could not be checksummed even alone within the statement timeout."""
+
+
+class RepairError(ValidateError):
+    """A repair did not leave the repaired keys equal on both databases (or was refused)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import (
@@ -16,10 +17,14 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from dbroute.bucketing import check_key, hash_bucket, threshold
+from dbroute.bucketing import check_key, hash_bucket
+from dbroute.routing_state import RoutingState
 from dbroute.settings import PoolSettings, RoutingSettings, safe_url
 from dbroute.target import Reason, Target
 from dbroute.telemetry import ROUTING_DECISIONS, decision_attributes
+
+if TYPE_CHECKING:
+    from dbroute.phases.poller import PhasePoller
 
 __all__ = ["INFO_KEY", "INFO_TARGET", "Router", "RoutingDecision"]
 
@@ -40,6 +45,26 @@ class RoutingDecision:
     reason: Reason
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A routing result with its metric attributes, built once: the hot path only returns it."""
+
+    target: Target
+    reason: Reason
+    attributes: Mapping[str, str]
+
+
+def _outcome(target: Target, reason: Reason) -> _Outcome:
+    return _Outcome(target, reason, decision_attributes(target, reason))
+
+
+_KILLED = _outcome(Target.NEON, Reason.KILL_SWITCH)
+_FORCED_RDS = _outcome(Target.RDS, Reason.FORCE)
+_FORCED_NEON = _outcome(Target.NEON, Reason.FORCE)
+_HASHED_RDS = _outcome(Target.RDS, Reason.HASH)
+_HASHED_NEON = _outcome(Target.NEON, Reason.HASH)
+
+
 class Router:
     """Routes each key to Neon or RDS and hands out SQLAlchemy sessions bound there.
 
@@ -56,11 +81,8 @@ class Router:
 
     def __init__(self, settings: RoutingSettings) -> None:
         self.settings = settings
-        self._threshold = threshold(settings.rds_percent)
-        self._salt = settings.salt
-        self._kill_switch = settings.kill_switch
-        self._force_rds = settings.force_rds
-        self._force_neon = settings.force_neon
+        # Every routing input in one immutable snapshot, swapped whole at runtime.
+        self._state = RoutingState.from_settings(settings)
         # A Session subclass of this router's own: feature modules (dual-write,
         # shadow reads) attach their events to it once, and both the sync and the
         # asyncio sessions (which wrap a sync Session) get them; other routers in
@@ -82,6 +104,11 @@ class Router:
         }
         # --- features switched on by settings attach to session_class here; they
         # are imported lazily so the core routes without loading what it does not use.
+        self._phase_poller: PhasePoller | None = None
+        if settings.phase_poll_seconds > 0 and settings.phase is None:
+            from dbroute.phases.poller import PhasePoller
+
+            self._phase_poller = PhasePoller.start(self, settings.phase_poll_seconds)
 
         log.info(
             "dbroute router ready: rds_percent=%s kill_switch=%s neon=%s rds=%s",
@@ -105,27 +132,41 @@ class Router:
 
     def target_for(self, key: str | int) -> Target:
         """The database ``key`` is routed to. Raises ``TypeError``/``ValueError`` for a bad key."""
-        target, reason = self._route(check_key(key))
-        ROUTING_DECISIONS.add(1, decision_attributes(target, reason))
-        return target
+        # The common case (a non-empty str) skips check_key's call: this is the hot path.
+        outcome = self._route(key if type(key) is str and key else check_key(key))
+        ROUTING_DECISIONS.add(1, outcome.attributes)
+        return outcome.target
 
     def decide(self, key: str | int) -> RoutingDecision:
         """Like :meth:`target_for`, with the bucket and the reason (for support tooling)."""
         canonical = check_key(key)
-        target, reason = self._route(canonical)
-        return RoutingDecision(canonical, hash_bucket(canonical, self._salt), target, reason)
+        outcome = self._route(canonical)
+        return RoutingDecision(
+            canonical, hash_bucket(canonical, self._state.salt), outcome.target, outcome.reason
+        )
 
-    def _route(self, key: str) -> tuple[Target, Reason]:
-        # Precedence: kill switch, then per-key overrides, then the hash.
-        if self._kill_switch:
-            return Target.NEON, Reason.KILL_SWITCH
-        if key in self._force_rds:
-            return Target.RDS, Reason.FORCE
-        if key in self._force_neon:
-            return Target.NEON, Reason.FORCE
-        if hash_bucket(key, self._salt) < self._threshold:
-            return Target.RDS, Reason.HASH
-        return Target.NEON, Reason.HASH
+    def _route(self, key: str) -> _Outcome:
+        # Precedence: kill switch, then per-key overrides, then the hash. One
+        # snapshot per decision: a concurrent phase change swaps it whole.
+        state = self._state
+        if state.kill_switch:
+            return _KILLED
+        if key in state.force_rds:
+            return _FORCED_RDS
+        if key in state.force_neon:
+            return _FORCED_NEON
+        if hash_bucket(key, state.salt) < state.threshold:
+            return _HASHED_RDS
+        return _HASHED_NEON
+
+    @property
+    def routing_state(self) -> RoutingState:
+        """The routing inputs in force now: percentage, overrides, dual-write, phase."""
+        return self._state
+
+    def set_routing_state(self, state: RoutingState) -> None:
+        """Swap the routing inputs at once (the phase poller does this on a phase change)."""
+        self._state = state
 
     # --- sessions --------------------------------------------------------------
 
@@ -155,6 +196,8 @@ class Router:
 
     def dispose(self) -> None:
         """Close the sync pools. Sessions still open keep their connection until closed."""
+        if self._phase_poller is not None:
+            self._phase_poller.stop()
         for engine in self._engines.values():
             engine.dispose()
 
@@ -188,7 +231,7 @@ class Router:
 
     def __repr__(self) -> str:
         return (
-            f"Router(rds_percent={self.settings.rds_percent}, kill_switch={self._kill_switch}, "
+            f"Router(rds_percent={self._state.rds_percent}, kill_switch={self._state.kill_switch}, "
             f"neon={safe_url(self.settings.url(Target.NEON))!r}, "
             f"rds={safe_url(self.settings.url(Target.RDS))!r})"
         )

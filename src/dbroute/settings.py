@@ -7,8 +7,10 @@ naming the variable and the rule, never the value (URLs carry passwords).
 
 from __future__ import annotations
 
+import difflib
+import os
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 
 from dbroute.bucketing import DEFAULT_SALT
 from dbroute.errors import ConfigurationError
+from dbroute.phases.model import Phase, rules
 from dbroute.target import Target
 
 __all__ = ["ENV_PREFIX", "PoolSettings", "RoutingSettings", "normalize_url", "safe_url"]
@@ -99,8 +102,45 @@ class RoutingSettings(BaseSettings):
     kill_switch: bool = Field(False, description="true: every key to Neon, whatever else is set")
     neon_pool: NeonPoolSettings = Field(default_factory=NeonPoolSettings)
     rds_pool: PoolSettings = Field(default_factory=PoolSettings)
+    # Dual-write (docs/dual-write.md): writes mirrored to the other database before commit.
+    dual_write: bool = Field(False, description="mirror every committed write to the other database")
+    dual_write_mode: Literal["best_effort", "strict"] = Field(
+        "best_effort", description="strict: a commit fails when the secondary cannot be written"
+    )
+    dual_write_lock_timeout_ms: int = Field(
+        2000, ge=1, le=600_000, description="longest wait for a row lock on the secondary (ms)"
+    )
+    dual_write_statement_timeout_ms: int = Field(
+        5000, ge=1, le=600_000, description="longest mirroring statement on the secondary (ms)"
+    )
+    dual_write_connect_timeout: int = Field(
+        2, ge=1, le=60, description="seconds to connect to the secondary before journaling"
+    )
+    dual_write_pause_ms: int = Field(
+        1000, ge=0, le=600_000, description="after a secondary failure, journal without trying (ms)"
+    )
+    phase: Phase | None = Field(
+        None, description="migration phase; implies rds_percent and dual_write (docs/runbook.md)"
+    )
+    phase_poll_seconds: float = Field(
+        0, ge=0, le=3600, description="follow the stored phase, re-read every N seconds; 0: off"
+    )
+    # Shadow reads (docs/shadow-reads.md): a sample of session reads re-run on the other database.
+    shadow_read_percent: Decimal = Field(
+        Decimal(0), ge=0, le=100, decimal_places=2, description="share of reads shadowed, 0-100"
+    )
+    shadow_seed: str | None = Field(None, description="set: sampling is deterministic per query")
+    shadow_workers: int = Field(2, ge=1, le=64, description="background threads running shadows")
+    shadow_queue_size: int = Field(1000, ge=1, le=1_000_000, description="shadows waiting; more drop")
+    shadow_pool_size: int = Field(2, ge=1, le=64, description="connections per database for shadows")
+    shadow_statement_timeout: float = Field(2.0, gt=0, le=600, description="seconds per shadow")
+    shadow_row_cap: int = Field(10_000, ge=1, le=10_000_000, description="larger results skipped")
+    shadow_recheck_delay: float = Field(0.5, ge=0, le=60, description="seconds before lag recheck")
+    shadow_float_tolerance: float = Field(0.0, ge=0, le=1, description="float compare tolerance")
+    shadow_include_values: bool = Field(False, description="row values in ShadowMismatch (PII)")
 
     def __init__(self, **values: Any) -> None:
+        _reject_unknown_variables(type(self))
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -130,11 +170,68 @@ class RoutingSettings(BaseSettings):
                 f"keys listed in both DBROUTE_FORCE_RDS and DBROUTE_FORCE_NEON: {sorted(both)}"
             )
         neon, rds = self.url(Target.NEON), self.url(Target.RDS)
-        if (neon.host, neon.port, neon.database) == (rds.host, rds.port, rds.database):
+        if _identity(neon) == _identity(rds):
             raise ValueError(
                 "DBROUTE_NEON_URL and DBROUTE_RDS_URL point at the same database "
                 f"({safe_url(neon)}); they must be two different databases"
             )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phase_defaults(cls, data: Any) -> Any:
+        # A phase implies its percentage and dual-write unless they are given
+        # (then _phase_consistent checks they agree).
+        if not isinstance(data, dict) or data.get("phase") in (None, ""):
+            return data
+        try:
+            phase_rules = rules(Phase(str(data["phase"]).strip().lower()))
+        except ValueError:
+            return data  # the field validator reports the bad phase
+        implied: dict[str, Any] = {"dual_write": phase_rules.dual_write}
+        if phase_rules.fixed_percent is not None:
+            implied["rds_percent"] = phase_rules.fixed_percent
+        return {
+            **{k: v for k, v in implied.items() if k in cls.model_fields},
+            **data,
+        }
+
+    @model_validator(mode="after")
+    def _phase_consistent(self) -> RoutingSettings:
+        if self.phase is None:
+            explicit = self.model_fields_set & {"rds_percent", "dual_write"}
+            if self.phase_poll_seconds > 0 and explicit:
+                names = ", ".join(ENV_PREFIX + name.upper() for name in sorted(explicit))
+                raise ValueError(
+                    f"{names} and the phase store (DBROUTE_PHASE_POLL_SECONDS > 0) both decide "
+                    "routing; unset them, or set DBROUTE_PHASE to pin a phase"
+                )
+            return self
+        phase_rules, name = rules(self.phase), f"DBROUTE_PHASE={self.phase.value}"
+        problems = []
+        if phase_rules.fixed_percent is not None and self.rds_percent != phase_rules.fixed_percent:
+            problems.append(
+                f"{name} fixes DBROUTE_RDS_PERCENT at {phase_rules.fixed_percent}, "
+                f"got {self.rds_percent} (only ramp takes a percentage)"
+            )
+        dual_write = getattr(self, "dual_write", phase_rules.dual_write)
+        if dual_write != phase_rules.dual_write:
+            problems.append(
+                f"{name} implies DBROUTE_DUAL_WRITE={str(phase_rules.dual_write).lower()}, "
+                f"got {str(dual_write).lower()}"
+            )
+        if self.force_rds and not phase_rules.force_rds_allowed:
+            problems.append(
+                f"{name} does not mirror writes to RDS: DBROUTE_FORCE_RDS would strand those "
+                "keys' writes there; advance to dual_write first"
+            )
+        if (self.force_neon or self.kill_switch) and not phase_rules.force_neon_allowed:
+            problems.append(
+                f"{name}: Neon no longer receives writes, so DBROUTE_FORCE_NEON and "
+                "DBROUTE_KILL_SWITCH would route to stale data; roll back to rds_primary first"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def url(self, target: Target) -> URL:
@@ -145,6 +242,11 @@ class RoutingSettings(BaseSettings):
     def pool(self, target: Target) -> PoolSettings:
         """The pool settings of ``target``."""
         return self.neon_pool if target is Target.NEON else self.rds_pool
+
+
+def _identity(url: URL) -> tuple[object, ...]:
+    # A Unix-socket URL names its server in the query (?host=/run/postgresql).
+    return (url.host or url.query.get("host"), url.port, url.database)
 
 
 def normalize_url(raw: str) -> URL:
@@ -171,6 +273,29 @@ def safe_url(url: URL | str) -> str:
     """``url`` as text with its password masked: safe for logs, spans and errors."""
     parsed = url if isinstance(url, URL) else make_url(url)
     return parsed.render_as_string(hide_password=True)
+
+
+#: Variables under the prefix that are not settings: the test harness's servers.
+_FOREIGN_PREFIXES = (ENV_PREFIX + "TEST_",)
+
+
+def _reject_unknown_variables(settings_class: type[BaseSettings]) -> None:
+    """Fail on a ``DBROUTE_*`` variable no field reads: a typo must not be ignored.
+
+    (pydantic-settings silently skips unknown environment variables.)
+    """
+    known = {ENV_PREFIX + name.upper() for name in settings_class.model_fields}
+    for variable in os.environ:
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX) or name.startswith(_FOREIGN_PREFIXES):
+            continue
+        if name in known or name.split("__", 1)[0] in known:
+            continue
+        hint = difflib.get_close_matches(name, sorted(known), n=1)
+        raise ConfigurationError(
+            f"invalid dbroute configuration:\n  {variable}: is not a dbroute setting"
+            + (f"; did you mean {hint[0]}?" if hint else f"; known: {', '.join(sorted(known))}")
+        )
 
 
 def _describe(exc: ValidationError) -> str:

@@ -57,3 +57,95 @@ def decision_attributes(target: Target, reason: Reason) -> Mapping[str, str]:
 def target_attributes(target: Target) -> Mapping[str, str]:
     """The (shared, read-only) attributes naming a target database."""
     return _TARGET_ATTRIBUTES[target]
+
+
+# --- shadow reads (dbroute.shadow) --------------------------------------------
+# Attributes: ATTR_TARGET names the database the shadow ran on (the "other" one).
+
+ATTR_SHADOW_SIDE = "dbroute.shadow.side"  # "primary" | "shadow" on SHADOW_DURATION
+ATTR_SHADOW_REASON = "dbroute.shadow.reason"  # why skipped/dropped, or the mismatch kind
+ATTR_ERROR_TYPE = "error.type"  # OpenTelemetry semantic convention
+
+SHADOW_COMPARED = METER.create_counter(
+    "dbroute.shadow.compared", unit="{read}", description="Shadow reads compared with the primary"
+)
+SHADOW_MATCHED = METER.create_counter(
+    "dbroute.shadow.matched", unit="{read}", description="Shadow reads equal to the primary's"
+)
+SHADOW_MISMATCHED = METER.create_counter(
+    "dbroute.shadow.mismatched", unit="{read}", description="Shadow reads that differ (not lag)"
+)
+SHADOW_LAGGED = METER.create_counter(
+    "dbroute.shadow.lagged",
+    unit="{read}",
+    description="Differences explained by replication lag (journal or a later recheck)",
+)
+SHADOW_ERRORS = METER.create_counter(
+    "dbroute.shadow.errors", unit="{read}", description="Shadow reads that failed, by error.type"
+)
+SHADOW_DROPPED = METER.create_counter(
+    "dbroute.shadow.dropped", unit="{read}", description="Sampled reads not shadowed: queue full"
+)
+SHADOW_SKIPPED = METER.create_counter(
+    "dbroute.shadow.skipped", unit="{read}", description="Reads never shadowed, by reason"
+)
+SHADOW_DURATION = METER.create_histogram(
+    "dbroute.shadow.duration",
+    unit="s",
+    description="Latency of a shadowed read on each side (dbroute.shadow.side)",
+)
+
+
+# --- migration phases (dbroute.phases) ----------------------------------------
+
+ATTR_PHASE = "dbroute.phase"  # neon_only | dual_write | ramp | rds_primary | rds_only
+
+PHASE_CHANGES = METER.create_counter(
+    "dbroute.phase.changes",
+    unit="{change}",
+    description="Phase changes a router picked up from the phase table, by the new phase",
+)
+PHASE_POLL_ERRORS = METER.create_counter(
+    "dbroute.phase.poll.errors",
+    unit="{error}",
+    description="Failed re-reads of the phase table (the router keeps its last phase)",
+)
+
+
+def phase_attributes(phase: str) -> Mapping[str, str]:
+    """The attributes naming a migration phase (not on the hot path)."""
+    return MappingProxyType({ATTR_PHASE: str(phase)})
+
+
+# --- dual-write (dbroute.dualwrite) -------------------------------------------
+# Attribute: ATTR_TARGET names the database written first (the session's
+# primary; for replay, the database whose truth is copied).
+
+DUALWRITE_MIRRORED = METER.create_counter(
+    "dbroute.dualwrite.mirrored",
+    unit="{row}",
+    description="Rows copied to the secondary before the primary committed",
+)
+DUALWRITE_JOURNALED = METER.create_counter(
+    "dbroute.dualwrite.journaled",
+    unit="{row}",
+    description="Rows left in the journal because the secondary could not be written",
+)
+DUALWRITE_REPLAYED = METER.create_counter(
+    "dbroute.dualwrite.replayed", unit="{row}", description="Journal entries replayed"
+)
+DUALWRITE_SECONDARY_ERRORS = METER.create_counter(
+    "dbroute.dualwrite.secondary_errors",
+    unit="{error}",
+    description="Failed or skipped (paused) writes to the secondary, by error.type",
+)
+DUALWRITE_CONFLICTS = METER.create_counter(
+    "dbroute.dualwrite.conflicts",
+    unit="{row}",
+    description="Rows changed on both databases since they were last in sync",
+)
+DUALWRITE_ADDED_LATENCY = METER.create_histogram(
+    "dbroute.dualwrite.added_latency",
+    unit="s",
+    description="Time dual-write added to a commit (collect, mirror, confirm)",
+)

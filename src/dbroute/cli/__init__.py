@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from dbroute import __version__
+from dbroute.cli.assess import assess_command
 from dbroute.cli.bucket import bucket_command
 from dbroute.cli.demo import demo_command
+from dbroute.cli.phases import advance_command, rollback_command, status_command
 from dbroute.errors import DBRouteError
 
 __all__ = ["main"]
@@ -39,3 +41,7 @@ def main(verbose: int) -> None:
 
 main.add_command(bucket_command)
 main.add_command(demo_command)
+main.add_command(status_command)
+main.add_command(advance_command)
+main.add_command(rollback_command)
+main.add_command(assess_command)

@@ -85,8 +85,10 @@ class PostgresServer:
 
     def url_for(self, database: str) -> str:
         """The URL of another database on this server."""
-        base, _, _ = self.url.rpartition("/")
-        return f"{base}/{database}"
+        from sqlalchemy.engine import make_url
+
+        # pgserver URLs carry the socket directory in the query: edit, don't slice.
+        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
 
     def stop(self, mode: Literal["fast", "immediate"] = "immediate") -> None:
         """Stop the server (fault injection); :meth:`start` brings it back."""
@@ -208,10 +210,13 @@ def _docker_answers() -> bool:
 
 
 def _from_testcontainers(stack: contextlib.ExitStack) -> ServerPair | None:
-    try:
-        from testcontainers.postgres import PostgresContainer
+    try:  # testcontainers >= 4.10 moved the module; older releases have only the old path
+        from testcontainers.community.postgres import PostgresContainer
     except ImportError:
-        return None
+        try:
+            from testcontainers.postgres import PostgresContainer
+        except ImportError:
+            return None
     if not _docker_answers():
         return None
     servers = []
@@ -274,6 +279,9 @@ def _local_server(name: str, bin_dir: Path) -> Iterator[PostgresServer]:
     )
     with open(data_dir / "postgresql.conf", "a") as conf:
         conf.writelines(f"{key} = '{value}'\n" for key, value in _FAST_SETTINGS.items())
+        # `dbroute assess` reports top statements when the contrib module is there.
+        if (bin_dir.parent / "lib" / "pg_stat_statements.so").exists():
+            conf.write("shared_preload_libraries = 'pg_stat_statements'\n")
     port = _pg_ctl_start_on_free_port(bin_dir, data_dir, socket_dir)
     server = PostgresServer(
         name,

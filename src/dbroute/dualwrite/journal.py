@@ -1,0 +1,149 @@
+"""The durable journal: ``dbroute.journal`` on each database.
+
+One row per (kind, table, primary key) that is not known to be equal on both
+databases. ``kind`` is
+
+``change``
+    a row of *this* database changed and the change has not (yet) been copied
+    to the other one. The capture triggers write it in the writer's own
+    transaction; a successful mirror deletes it before that transaction
+    commits, a failed one leaves it (the transactional outbox), and
+    :mod:`dbroute.dualwrite.replay` copies the row later.
+``intent``
+    the other database mirrored a row *into* this one before its own commit.
+    The writer deletes the entry once its commit succeeded; if that commit
+    failed (or the writer died) the entry stays and replay copies the other
+    database's truth back over the row.
+
+Entries hold the primary-key values as PostgreSQL text (``value::text``) in
+key-column order. The unique key ``(kind, schema, table, pk)`` makes the entry
+row double as a lock on the key: every writer of a key upserts its entry, so a
+replayer holding the entry (``FOR UPDATE``) is never overtaken by a writer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+__all__ = [
+    "JOURNAL",
+    "SCHEMA",
+    "JournalStatus",
+    "backlog",
+    "journal_exists",
+    "pending_keys",
+    "rejournal",
+    "status",
+]
+
+SCHEMA = "dbroute"
+JOURNAL = f"{SCHEMA}.journal"
+
+JOURNAL_DDL = f"""
+create table if not exists {JOURNAL} (
+    kind         text        not null check (kind in ('change', 'intent')),
+    table_schema text        not null,
+    table_name   text        not null,
+    pk           text[]      not null,
+    xid          xid8        not null,
+    created_at   timestamptz not null default clock_timestamp(),
+    attempts     integer     not null default 0,
+    conflict     boolean     not null default false,
+    last_error   text,
+    primary key (kind, table_schema, table_name, pk)
+);
+create index if not exists journal_xid on {JOURNAL} (xid);
+"""
+
+
+def journal_exists(connection: Connection) -> bool:
+    """Whether ``dbroute.journal`` exists in the connected database."""
+    found = connection.execute(text("select to_regclass(:name)"), {"name": JOURNAL}).scalar()
+    return found is not None
+
+
+def pending_keys(connection: Connection, schema: str, table: str) -> set[tuple[str, ...]]:
+    """Primary keys of ``schema.table`` waiting in this database's journal.
+
+    Each key is a tuple of the key columns' values rendered as PostgreSQL text
+    (``value::text``) in key-column order. Both kinds count: a row with an
+    entry is not known to be equal on the two databases. Empty when the
+    journal does not exist (dual-write never set up).
+    """
+    if not journal_exists(connection):
+        return set()
+    rows = connection.execute(
+        text(f"select distinct pk from {JOURNAL} where table_schema = :s and table_name = :t"),
+        {"s": schema, "t": table},
+    )
+    return {tuple(row.pk) for row in rows}
+
+
+def backlog(connection: Connection) -> int:
+    """Entries waiting in this database's journal (0 when there is no journal)."""
+    if not journal_exists(connection):
+        return 0
+    return int(connection.execute(text(f"select count(*) from {JOURNAL}")).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStatus:
+    """The backlog of one table in one database's journal."""
+
+    kind: str
+    table_schema: str
+    table_name: str
+    entries: int
+    conflicts: int
+    oldest: datetime
+    last_error: str | None
+
+
+def status(connection: Connection) -> list[JournalStatus]:
+    """The backlog grouped by kind and table, oldest first (``dbroute journal status``)."""
+    if not journal_exists(connection):
+        return []
+    rows = connection.execute(
+        text(
+            f"""
+            select kind, table_schema, table_name, count(*) as entries,
+                   count(*) filter (where conflict) as conflicts, min(created_at) as oldest,
+                   (array_agg(last_error order by created_at desc)
+                       filter (where last_error is not null))[1] as last_error
+            from {JOURNAL}
+            group by kind, table_schema, table_name
+            order by oldest
+            """
+        )
+    )
+    return [
+        JournalStatus(
+            r.kind, r.table_schema, r.table_name, r.entries, r.conflicts, r.oldest, r.last_error
+        )
+        for r in rows
+    ]
+
+
+def rejournal(connection: Connection, payload: Any, error: str, conflicts: Any = None) -> int:
+    """Put the keys of ``payload`` back into the journal, in ``connection``'s transaction.
+
+    Used when a mirror failed: the entries commit with the user's write or not
+    at all. ``conflicts`` (JSON list of ``{schema, table, pk}``) marks entries
+    that conflict. Returns the number of entries written.
+    """
+    written = connection.execute(
+        text(
+            "select dbroute.rejournal(cast(:payload as jsonb), :error, cast(:conflicts as jsonb))"
+        ),
+        {
+            "payload": json.dumps(payload),
+            "error": error[:500],
+            "conflicts": json.dumps(conflicts) if conflicts is not None else None,
+        },
+    ).scalar_one()
+    return int(written)

@@ -1,0 +1,254 @@
+"""The preconditions of a phase change, and what each one found.
+
+Which checks a move needs follows from what it changes:
+
+``health:<db>``
+    every database the target phase uses is reachable, writable and not
+    out of connections;
+``backlog:<db>``
+    the dual-write journal of every database that was a primary is empty (or
+    below ``--max-backlog``): an entry there is a write the other side does not
+    have yet, so moving its key would show that user stale data. This is what
+    makes a rollback from ramp or rds_primary lose nothing;
+``validation``
+    the last ``dbroute validate`` run was clean and recent, so the data the
+    moved keys will read is proven equal (not needed to start mirroring or to
+    stop it);
+``sequences:<db>``
+    on every database that is primary in the target phase, each sequence is
+    ahead of the keys in its column (else the first insert fails).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from dbroute.phases.health import check_health, describe_error
+from dbroute.phases.model import Phase, Transition, rules
+from dbroute.phases.sequences import lagging_sequences
+from dbroute.target import Target
+
+__all__ = [
+    "CHECK_KINDS",
+    "DEFAULT_LIMITS",
+    "Check",
+    "Limits",
+    "ValidationRecord",
+    "journal_backlog",
+    "latest_validation",
+    "required_checks",
+    "run_checks",
+]
+
+#: The kinds of check, as ``--skip`` names them.
+CHECK_KINDS = ("health", "backlog", "validation", "sequences")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How strict the checks are."""
+
+    max_backlog: int = 0
+    max_validation_age: timedelta = timedelta(hours=1)
+
+
+#: The defaults of ``dbroute advance``: empty journals, a clean validation under an hour old.
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One precondition and its outcome."""
+
+    name: str
+    ok: bool
+    detail: str
+    #: The operator waived this check (``--skip``); it still ran and is audited.
+    skipped: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """Whether this check lets the change go ahead."""
+        return self.ok or self.skipped
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (also what the history table stores)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationRecord:
+    """The newest ``dbroute validate`` run found on either database."""
+
+    target: Target
+    started_at: datetime
+    finished_at: datetime | None
+    clean: bool
+    summary: Any
+
+
+def involved(phase: Phase) -> frozenset[Target]:
+    """The databases ``phase`` uses: its primaries and, when mirroring, both."""
+    phase_rules = rules(phase)
+    return frozenset(Target) if phase_rules.dual_write else phase_rules.primaries
+
+
+def required_checks(move: Transition) -> list[tuple[str, Target | None]]:
+    """The checks ``move`` needs, as ``(kind, database)`` pairs, in the order they run."""
+    checks: list[tuple[str, Target | None]] = [("health", t) for t in sorted(involved(move.target))]
+    if move.target is not Phase.NEON_ONLY:
+        checks += [("backlog", t) for t in sorted(involved(move.source))]
+    if Phase.NEON_ONLY not in (move.source, move.target):
+        checks.append(("validation", None))
+    checks += [("sequences", t) for t in sorted(move.new_primaries)]
+    return checks
+
+
+def run_checks(
+    engines: Mapping[Target, Engine],
+    move: Transition,
+    limits: Limits = DEFAULT_LIMITS,
+    skip: Collection[str] = (),
+) -> list[Check]:
+    """Run every check ``move`` needs; checks named in ``skip`` are waived, not omitted."""
+    runners: dict[str, Callable[[Target | None], Check]] = {
+        "health": lambda t: _health(engines, _given(t)),
+        "backlog": lambda t: _backlog(engines, _given(t), limits.max_backlog),
+        "validation": lambda _t: _validation(engines, limits.max_validation_age),
+        "sequences": lambda t: _sequences(engines, _given(t)),
+    }
+    results = []
+    for kind, target in required_checks(move):
+        check = runners[kind](target)
+        if not check.ok and kind in skip:
+            check = Check(check.name, False, check.detail + " (waived by --skip)", skipped=True)
+        results.append(check)
+    return results
+
+
+def _given(target: Target | None) -> Target:
+    assert target is not None, "per-database check without a database"
+    return target
+
+
+def _health(engines: Mapping[Target, Engine], target: Target) -> Check:
+    health = check_health(target, engines[target])
+    problem = health.problem()
+    if problem:
+        return Check(f"health:{target.value}", False, problem)
+    return Check(
+        f"health:{target.value}",
+        True,
+        f"PostgreSQL {health.server_version}, writable, connect {health.connect_ms} ms, "
+        f"{health.connections}/{health.max_connections} connections",
+    )
+
+
+def journal_backlog(engine: Engine) -> int:
+    """Entries in the dual-write journal of ``engine``'s database (0 without a journal)."""
+    from dbroute.dualwrite.journal import backlog  # the dual-write capability's contract
+
+    with engine.connect() as conn:
+        return backlog(conn)
+
+
+def _backlog(engines: Mapping[Target, Engine], target: Target, bound: int) -> Check:
+    name = f"backlog:{target.value}"
+    try:
+        entries = journal_backlog(engines[target])
+    except Exception as exc:  # unreachable or no journal module: either way unproven
+        return Check(name, False, f"cannot read the journal: {describe_error(exc)}")
+    if entries > bound:
+        return Check(
+            name,
+            False,
+            f"{entries} journal entries on {target.value} (bound {bound}): these writes are "
+            "not on the other database yet; run `dbroute replay` and retry",
+        )
+    return Check(name, True, f"{entries} journal entries (bound {bound})")
+
+
+def latest_validation(engines: Mapping[Target, Engine]) -> ValidationRecord | None:
+    """The newest validation run recorded on any reachable database, or ``None``.
+
+    Raises ``ImportError`` when the validation capability is not installed.
+    """
+    from dbroute.validate import last_validation  # the validation capability's contract
+
+    newest: ValidationRecord | None = None
+    for target, engine in engines.items():
+        try:
+            record = last_validation(engine)
+        except Exception:  # noqa: S112 - an unreachable side is reported by the health check
+            continue
+        if record is None:
+            continue
+        found = ValidationRecord(
+            target, record.started_at, record.finished_at, bool(record.clean), record.summary
+        )
+        if newest is None or found.started_at > newest.started_at:
+            newest = found
+    return newest
+
+
+def _validation(engines: Mapping[Target, Engine], max_age: timedelta) -> Check:
+    try:
+        record = latest_validation(engines)
+    except ImportError:
+        return Check("validation", False, "the validation capability (dbroute.validate) is missing")
+    if record is None:
+        return Check("validation", False, "no validation run found; run `dbroute validate`")
+    if record.finished_at is None:
+        return Check("validation", False, "the last validation run has not finished")
+    age = datetime.now(UTC) - record.finished_at
+    when = f"finished {record.finished_at:%Y-%m-%d %H:%M:%S %Z} ({_ago(age)} ago)"
+    if not record.clean:
+        return Check(
+            "validation",
+            False,
+            f"the last validation found differences ({when}); repair them "
+            "(`dbroute validate --repair`) and validate again",
+        )
+    if age > max_age:
+        return Check(
+            "validation",
+            False,
+            f"the last clean validation is stale: {when}, older than {_ago(max_age)}; "
+            "run `dbroute validate` again",
+        )
+    return Check("validation", True, f"clean, {when}")
+
+
+def _sequences(engines: Mapping[Target, Engine], target: Target) -> Check:
+    name = f"sequences:{target.value}"
+    try:
+        with engines[target].connect() as conn:
+            lagging = lagging_sequences(conn)
+    except Exception as exc:  # unreachable: unproven, so refused
+        return Check(name, False, f"cannot read sequences: {describe_error(exc)}")
+    if lagging:
+        shown = ", ".join(
+            f"{s.sequence} next {s.next_value} ≤ max {s.column} {s.max_key}" for s in lagging[:5]
+        )
+        more = f" and {len(lagging) - 5} more" if len(lagging) > 5 else ""
+        return Check(
+            name,
+            False,
+            f"{len(lagging)} sequence(s) behind their keys on {target.value}: {shown}{more}; "
+            f"run `dbroute sequences sync --from {target.other.value}`",
+        )
+    return Check(name, True, "every owned sequence is ahead of its column's keys")
+
+
+def _ago(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"

@@ -1,0 +1,253 @@
+"""What ``dbroute status``, ``advance`` and ``rollback`` do, as a Python API.
+
+from dbroute.phases.control import PhaseControl
+with PhaseControl(RoutingSettings()) as control:
+    plan = control.plan(Direction.ADVANCE, Phase.RAMP, percent=Decimal(5))
+    print(plan.checks)            # what was checked, what failed
+    control.execute(plan, by="alice", reason="ticket OPS-12")   # refuses if a check failed
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine
+
+from dbroute.errors import PreconditionError
+from dbroute.phases.checks import (
+    DEFAULT_LIMITS,
+    Check,
+    Limits,
+    ValidationRecord,
+    journal_backlog,
+    latest_validation,
+    run_checks,
+)
+from dbroute.phases.health import Health, admin_engine, check_health, describe_error
+from dbroute.phases.model import Direction, Phase, Transition, check_transition
+from dbroute.phases.sequences import SequenceState, lagging_sequences
+from dbroute.phases.store import HistoryEntry, StoredPhase, StoreReading, read_current, write_phase
+from dbroute.phases.store import read_history as _read_history
+from dbroute.settings import RoutingSettings
+from dbroute.target import Target
+
+__all__ = ["PhaseControl", "Plan", "Status", "default_actor"]
+
+
+def default_actor() -> str:
+    """``user@host`` of whoever runs the command (the audit's "who")."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything ``dbroute status`` shows."""
+
+    store: StoreReading
+    pinned: Phase | None
+    health: dict[Target, Health]
+    backlog: dict[Target, int | str]
+    validation: ValidationRecord | str | None
+    lagging_sequences: dict[Target, list[SequenceState] | str]
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        current = self.store.current
+        validation: Any = self.validation
+        if isinstance(self.validation, ValidationRecord):
+            validation = {
+                "database": self.validation.target.value,
+                "started_at": self.validation.started_at,
+                "finished_at": self.validation.finished_at,
+                "clean": self.validation.clean,
+                "summary": self.validation.summary,
+            }
+        return {
+            "phase": current.phase.value,
+            "rds_percent": str(current.rds_percent),
+            "version": current.version,
+            "changed_at": current.changed_at,
+            "changed_by": current.changed_by,
+            "reason": current.reason,
+            "pinned_by_env": self.pinned.value if self.pinned else None,
+            "store": {
+                t.value: (row.version if isinstance(row, StoredPhase) else row)
+                for t, row in self.store.rows.items()
+            },
+            "store_in_sync": self.store.in_sync,
+            "health": {t.value: h.as_dict() for t, h in self.health.items()},
+            "journal_backlog": {t.value: b for t, b in self.backlog.items()},
+            "last_validation": validation,
+            "lagging_sequences": {
+                t.value: (
+                    seqs
+                    if isinstance(seqs, str)
+                    else [
+                        {
+                            "sequence": s.sequence,
+                            "column": s.column,
+                            "next_value": s.next_value,
+                            "max_key": s.max_key,
+                        }
+                        for s in seqs
+                    ]
+                )
+                for t, seqs in self.lagging_sequences.items()
+            },
+            "history": [
+                {
+                    "version": h.version,
+                    "from": h.from_phase.value,
+                    "from_percent": str(h.from_percent),
+                    "to": h.to_phase.value,
+                    "to_percent": str(h.to_percent),
+                    "changed_at": h.changed_at,
+                    "changed_by": h.changed_by,
+                    "reason": h.reason,
+                }
+                for h in self.history
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked phase change: the move, the version it starts from, the checks' outcomes."""
+
+    transition: Transition
+    expected_version: int
+    checks: list[Check]
+
+    @property
+    def allowed(self) -> bool:
+        """Whether every check passed (or was waived)."""
+        return all(check.passed for check in self.checks)
+
+    def refusal(self) -> str:
+        """Why the change is refused (the failed checks and what to do)."""
+        failed = [c for c in self.checks if not c.passed]
+        return f"{self.transition} refused; failed checks:\n" + "\n".join(
+            f"  - {c.name}: {c.detail}" for c in failed
+        )
+
+
+class PhaseControl:
+    """Reads and changes the migration phase of the two databases in ``settings``."""
+
+    def __init__(self, settings: RoutingSettings, connect_timeout: int = 5) -> None:
+        self.settings = settings
+        self.engines: dict[Target, Engine] = {
+            t: admin_engine(settings.url(t), connect_timeout) for t in Target
+        }
+
+    def current(self) -> StoreReading:
+        """The stored phase (newest version of the two databases)."""
+        return read_current(self.engines)
+
+    def status(self, history: int = 5) -> Status:
+        """Phase, health, backlog, last validation and sequence state of both databases."""
+        health = {t: check_health(t, e) for t, e in self.engines.items()}
+        backlog: dict[Target, int | str] = {}
+        sequences: dict[Target, list[SequenceState] | str] = {}
+        for target, engine in self.engines.items():
+            if not health[target].reachable:
+                backlog[target] = sequences[target] = "unreachable"
+                continue
+            backlog[target] = _or_error(lambda e=engine: journal_backlog(e))
+            sequences[target] = _or_error(lambda e=engine: _lagging(e))
+        validation: ValidationRecord | str | None
+        try:
+            validation = latest_validation(self.engines)
+        except ImportError:
+            validation = "validation capability not installed"
+        entries: list[HistoryEntry] = []
+        for target, engine in self.engines.items():
+            if health[target].reachable:
+                with engine.connect() as conn:
+                    entries = _read_history(conn, history)
+                break
+        return Status(
+            self.current(), self.settings.phase, health, backlog, validation, sequences, entries
+        )
+
+    def plan(
+        self,
+        direction: Direction,
+        target: Phase,
+        *,
+        percent: Decimal | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        skip: Collection[str] = (),
+    ) -> Plan:
+        """Check the move from the stored phase to ``target``; nothing is changed.
+
+        Raises :class:`~dbroute.errors.PhaseTransitionError` when the move is
+        not allowed at all (skips phases, wrong direction).
+        """
+        current = self.current().current
+        move = check_transition(
+            current.phase,
+            target,
+            direction,
+            source_percent=current.rds_percent,
+            target_percent=percent,
+        )
+        return Plan(move, current.version, run_checks(self.engines, move, limits, skip))
+
+    def execute(self, plan: Plan, *, by: str, reason: str) -> tuple[StoredPhase, dict[Target, str]]:
+        """Record ``plan``'s phase on both databases (audited); refuse if a check failed.
+
+        Returns the new stored phase and the databases it could not be written
+        to (it is in force as soon as one has it; ``dbroute status`` shows the lag).
+        """
+        if not plan.allowed:
+            raise PreconditionError(plan.refusal())
+        if not reason.strip():
+            raise PreconditionError("a phase change needs a reason (--reason) for the audit log")
+        return write_phase(
+            self.engines,
+            plan.transition,
+            expected_version=plan.expected_version,
+            changed_by=by,
+            reason=reason,
+            checks=[check.as_dict() for check in plan.checks],
+        )
+
+    def dispose(self) -> None:
+        """Close the admin engines."""
+        for engine in self.engines.values():
+            engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+
+def _lagging(engine: Engine) -> list[SequenceState]:
+    with engine.connect() as conn:
+        return lagging_sequences(conn)
+
+
+def _or_error(read: Any) -> Any:
+    try:
+        return read()
+    except Exception as exc:  # status shows what it could not read instead of failing whole
+        return f"error: {describe_error(exc)}"

@@ -1,0 +1,121 @@
+"""A small bounded pool of background threads: submit never blocks, a full queue refuses.
+
+Shadow reads must never slow the caller down: :meth:`BoundedExecutor.submit`
+either enqueues at once or returns ``False`` (the caller counts the drop).
+Threads start on the first submit, so a router that never samples a read
+never starts one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["BoundedExecutor"]
+
+log = logging.getLogger("dbroute.shadow")
+
+Job = Callable[[], None]
+_STOP: Job = lambda: None  # noqa: E731 - the sentinel that stops one worker
+
+
+class BoundedExecutor:
+    """``workers`` daemon threads draining a queue of at most ``queue_size`` jobs."""
+
+    def __init__(self, workers: int, queue_size: int, name: str = "dbroute-shadow") -> None:
+        self._queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
+        self._workers = workers
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._unfinished = 0
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        return self._unfinished
+
+    @property
+    def capacity(self) -> int:
+        """The most jobs that can wait in the queue."""
+        return self._queue.maxsize
+
+    def submit(self, job: Job) -> bool:
+        """Queue ``job``; ``False`` (at once, never blocking) when full or closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            if not self._threads:
+                self._start()
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                return False
+            self._unfinished += 1
+            return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued job has run; ``False`` if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Stop the workers: queued jobs are discarded (their count is returned).
+
+        Running jobs get ``timeout`` seconds to finish; workers are daemon
+        threads, so one stuck past it cannot keep the process alive.
+        """
+        discarded = 0
+        with self._lock:
+            if self._closed:
+                return 0
+            self._closed = True
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                discarded += 1
+                self._unfinished -= 1
+            self._idle.notify_all()
+        deadline = time.monotonic() + timeout
+        for _ in self._threads:  # outside the lock: a finishing worker needs it
+            try:
+                self._queue.put(_STOP, timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Full:
+                break
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        return discarded
+
+    def _start(self) -> None:
+        for number in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                return
+            try:
+                job()
+            except Exception:  # a job reports its own errors; this keeps the worker alive
+                log.exception("shadow job failed unexpectedly")
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    if not self._unfinished:
+                        self._idle.notify_all()

@@ -1,0 +1,84 @@
+"""One side of a comparison: a connection inside a consistent, read-only snapshot.
+
+Both servers must render every value identically, so each snapshot pins the
+settings that change a value's text form (time zone, date and interval styles,
+float digits, bytea output, money locale). Queries run under a savepoint, so a
+statement timeout costs that query only: the caller splits the work and goes
+on inside the same snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from dbroute.target import Target
+
+__all__ = ["PINNED_SETTINGS", "QueryTimeout", "Side", "open_side"]
+
+#: Session settings pinned on both servers so that ``value::text`` is identical.
+PINNED_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+}
+
+_QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
+
+
+class QueryTimeout(Exception):  # noqa: N818 - internal signal, never escapes the package
+    """A query hit the statement timeout; the snapshot is still usable."""
+
+
+@dataclass
+class Side:
+    """A database of the comparison, connected inside its snapshot."""
+
+    target: Target
+    conn: Connection
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run ``sql`` (``%s`` placeholders) under a savepoint; raise :class:`QueryTimeout`."""
+        savepoint = self.conn.begin_nested()
+        try:
+            rows = self.conn.exec_driver_sql(sql, tuple(params)).all()
+        except DBAPIError as exc:
+            savepoint.rollback()
+            if getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED:
+                raise QueryTimeout(str(exc.orig)) from exc
+            raise
+        savepoint.commit()
+        return list(rows)
+
+
+@contextlib.contextmanager
+def open_side(
+    engine: Engine, target: Target, *, read_only: bool = True, statement_timeout_ms: int = 0
+) -> Iterator[Side]:
+    """A connection to ``engine`` in a REPEATABLE READ (read-only) transaction, settings pinned.
+
+    Everything read through it sees one snapshot. The transaction is rolled
+    back on exit unless ``read_only`` is false and the block succeeded.
+    """
+    options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
+    if read_only:
+        options["postgresql_readonly"] = True
+    with engine.connect() as base:
+        conn = base.execution_options(**options)
+        with conn.begin() as transaction:
+            for name, value in {
+                **PINNED_SETTINGS,
+                "statement_timeout": str(statement_timeout_ms),
+            }.items():
+                conn.exec_driver_sql("select set_config(%s, %s, true)", (name, value))
+            yield Side(target, conn)
+            if read_only:
+                transaction.rollback()

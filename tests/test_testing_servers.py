@@ -1,0 +1,65 @@
+"""The test harness itself: server discovery order and fault-injection controls."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dbroute.testing import ServerPair, ServerUnavailableError, start_server_pair
+from dbroute.testing.servers import find_bin_dir
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_env_urls_come_first(dbroute_servers: ServerPair, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBROUTE_TEST_NEON_URL", libpq(dbroute_servers.neon.url))
+    monkeypatch.setenv("DBROUTE_TEST_RDS_URL", libpq(dbroute_servers.rds.url))
+    with start_server_pair() as pair:
+        assert pair.source == "env"
+        assert pair.neon.url == dbroute_servers.neon.url  # normalised to the psycopg driver
+        assert pair.rds.url == dbroute_servers.rds.url
+        assert not pair.neon.controllable
+        with pytest.raises(ServerUnavailableError, match="only servers started from local"):
+            pair.neon.stop()
+    # Servers given by the environment are not stopped by the harness.
+    with psycopg.connect(libpq(dbroute_servers.neon.url)) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_half_configured_env_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBROUTE_TEST_NEON_URL", "postgresql://localhost/x")
+    monkeypatch.delenv("DBROUTE_TEST_RDS_URL", raising=False)
+    with pytest.raises(ServerUnavailableError, match="set both"), start_server_pair():
+        pass
+
+
+def test_two_distinct_servers(dbroute_servers: ServerPair) -> None:
+    ports = set()
+    for server in (dbroute_servers.neon, dbroute_servers.rds):
+        with psycopg.connect(libpq(server.url)) as conn:
+            ports.add(conn.execute("show port").fetchone())
+    assert len(ports) == 2
+
+
+def test_local_server_stops_and_starts_on_the_same_port(dbroute_servers: ServerPair) -> None:
+    server = dbroute_servers.rds
+    if not server.controllable:
+        pytest.skip(f"servers from {server.source} cannot be stopped by the harness")
+    server.stop()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(libpq(server.url), connect_timeout=2)
+    finally:
+        server.start()
+    with psycopg.connect(libpq(server.url)) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_finds_local_binaries_when_installed(dbroute_servers: ServerPair) -> None:
+    if dbroute_servers.source != "local":
+        pytest.skip("servers did not come from local binaries")
+    bin_dir = find_bin_dir()
+    assert bin_dir is not None
+    assert (bin_dir / "initdb").exists()
