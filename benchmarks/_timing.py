@@ -19,7 +19,9 @@ def per_call_ns(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter_ns() - start) / calls
 
 
-def interleaved(variants: dict[str, Callable[[], object]], *, calls: int, rounds: int) -> dict[str, float]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], *, calls: int, rounds: int
+) -> dict[str, float]:
     """Median per-call nanoseconds of each variant, timed in interleaved rounds."""
     for fn in variants.values():  # warm-up: pools, caches, lazy imports
         per_call_ns(fn, max(1, calls // 10))
@@ -38,5 +40,5 @@ def report(title: str, medians: dict[str, float], baseline: str, goal: float | N
         ratio = value / base
         flag = ""
         if goal is not None and name != baseline:
-            flag = "  (goal <= %.2fx: %s)" % (goal, "met" if ratio <= goal else "NOT met")
+            flag = f"  (goal <= {goal:.2f}x: {'met' if ratio <= goal else 'NOT met'})"
         print(f"  {name:<44} {value / 1000:>10.2f} us   {ratio:>6.3f}x{flag}")

@@ -14,11 +14,11 @@ import statistics
 import time
 
 import mmh3
-from _timing import interleaved, report
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
+from _timing import interleaved, report
 from dbroute import Router, RoutingSettings, Target
 from dbroute.testing import create_database_pair, start_server_pair
 
@@ -34,10 +34,15 @@ def bench_target_for(router: Router) -> None:
             "mmh3.hash(f'{salt}:{key}')": lambda: mmh3.hash(f"{salt}:{key}", 0, False),
             "router.target_for(key)": lambda: router.target_for(key),
         },
-        calls=200_000, rounds=15,
+        calls=200_000,
+        rounds=15,
     )
-    report("target_for vs a bare mmh3.hash (per call)", medians,
-           baseline="mmh3.hash(f'{salt}:{key}')", goal=2.0)
+    report(
+        "target_for vs a bare mmh3.hash (per call)",
+        medians,
+        baseline="mmh3.hash(f'{salt}:{key}')",
+        goal=2.0,
+    )
 
 
 def bench_sync_session(router: Router) -> None:
@@ -51,11 +56,20 @@ def bench_sync_session(router: Router) -> None:
         with router.session("user-42") as session:
             session.execute(SELECT_1)
 
-    medians = interleaved({"plain sessionmaker + select 1": plain_session,
-                           "router.session(key) + select 1": routed_session},
-                          calls=2_000, rounds=15)
-    report("sync session + select 1 + close", medians, baseline="plain sessionmaker + select 1",
-           goal=1.05)
+    medians = interleaved(
+        {
+            "plain sessionmaker + select 1": plain_session,
+            "router.session(key) + select 1": routed_session,
+        },
+        calls=2_000,
+        rounds=15,
+    )
+    report(
+        "sync session + select 1 + close",
+        medians,
+        baseline="plain sessionmaker + select 1",
+        goal=1.05,
+    )
 
 
 async def _async_per_call(fn: object, calls: int) -> float:
@@ -76,8 +90,10 @@ async def bench_async_session(router: Router) -> None:
         async with router.async_session("user-42") as session:
             await session.execute(SELECT_1)
 
-    variants = {"plain async_sessionmaker + select 1": plain_session,
-                "router.async_session(key) + select 1": routed_session}
+    variants = {
+        "plain async_sessionmaker + select 1": plain_session,
+        "router.async_session(key) + select 1": routed_session,
+    }
     for fn in variants.values():
         await _async_per_call(fn, 200)
     samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -85,16 +101,21 @@ async def bench_async_session(router: Router) -> None:
         for name, fn in variants.items():
             samples[name].append(await _async_per_call(fn, 1_000))
     medians = {name: statistics.median(v) for name, v in samples.items()}
-    report("async session + select 1 + close", medians,
-           baseline="plain async_sessionmaker + select 1", goal=1.05)
+    report(
+        "async session + select 1 + close",
+        medians,
+        baseline="plain async_sessionmaker + select 1",
+        goal=1.05,
+    )
     await router.adispose()
 
 
 def main() -> None:
     with start_server_pair() as servers:
         databases = create_database_pair(servers, prefix="bench")
-        settings = RoutingSettings(neon_url=databases.neon_url, rds_url=databases.rds_url,
-                                   rds_percent=0)
+        settings = RoutingSettings(
+            neon_url=databases.neon_url, rds_url=databases.rds_url, rds_percent=0
+        )
         router = Router(settings)
         print(f"servers: {servers.source}; key 'user-42' routes to {router.target_for('user-42')}")
         bench_target_for(router)

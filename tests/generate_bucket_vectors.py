@@ -13,10 +13,32 @@ from pathlib import Path
 import mmh3
 
 KEYS: list[str | int] = [
-    "user-42", "user-1", "tenant:acme", "a", "0", "42", 42, 0, 7, 123456789,
-    2**53 + 1, 10**30, "ünïcödé", "日本語のユーザー", "Ελληνικά", "emoji-🚀", "👩‍👩‍👧‍👦",
-    "with space", "comma,key", "quote'\"key", "tab\tkey", "newline\nkey",
-    "x" * 1000, "550e8400-e29b-41d4-a716-446655440000", "USER-42", " user-42",
+    "user-42",
+    "user-1",
+    "tenant:acme",
+    "a",
+    "0",
+    "42",
+    42,
+    0,
+    7,
+    123456789,
+    2**53 + 1,
+    10**30,
+    "ünïcödé",
+    "日本語のユーザー",
+    "Ελληνικά",
+    "emoji-🚀",
+    "👩‍👩‍👧‍👦",
+    "with space",
+    "comma,key",
+    "quote'\"key",
+    "tab\tkey",
+    "newline\nkey",
+    "x" * 1000,
+    "550e8400-e29b-41d4-a716-446655440000",
+    "USER-42",
+    " user-42",
 ]
 SALTS = ["dbroute", "checkout-2026", "ünï-salt"]
 

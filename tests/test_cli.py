@@ -29,7 +29,9 @@ def test_bucket_prints_bucket_and_threshold() -> None:
     assert "target" not in out
 
 
-@pytest.mark.parametrize(("percent", "target"), [("17.87", "neon"), ("17.88", "rds"), ("100", "rds")])
+@pytest.mark.parametrize(
+    ("percent", "target"), [("17.87", "neon"), ("17.88", "rds"), ("100", "rds")]
+)
 def test_bucket_with_percent(percent: str, target: str) -> None:
     code, out = invoke("bucket", "user-42", "--percent", percent)
     assert code == 0
@@ -63,8 +65,10 @@ def test_version() -> None:
 
 def test_routing_demo_step(dbroute_databases: DatabasePair) -> None:
     console = Console(record=True, width=120)
-    run_demo(DemoContext(dbroute_databases.neon_url, dbroute_databases.rds_url, console, users=300),
-             [routing_step])
+    run_demo(
+        DemoContext(dbroute_databases.neon_url, dbroute_databases.rds_url, console, users=300),
+        [routing_step],
+    )
     out = console.export_text()
     assert "NO" not in out  # every row matched where its user was routed
     lines = [line for line in out.splitlines() if line.startswith("│ 100 ")]
@@ -76,7 +80,10 @@ def test_demo_command_runs_end_to_end() -> None:
     # The README's main job, exactly as a user runs it (its own servers).
     result = subprocess.run(
         [sys.executable, "-m", "dbroute.cli", "demo", "--users", "100"],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Routing: ramping users" in result.stdout

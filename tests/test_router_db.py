@@ -15,7 +15,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from dbroute import Router, RoutingSettings, Target
 from dbroute.testing import DatabasePair
 
-
 MakeRouter = Callable[..., Router]
 
 
@@ -51,7 +50,9 @@ def assert_landed(router: Router, databases: DatabasePair, users: list[str]) -> 
 USERS = [f"user-{i}" for i in range(300)]
 
 
-def test_sync_sessions_land_on_their_bucket(make_router: MakeRouter, dbroute_databases: DatabasePair) -> None:
+def test_sync_sessions_land_on_their_bucket(
+    make_router: MakeRouter, dbroute_databases: DatabasePair
+) -> None:
     router = make_router(rds_percent=30)
     create_schema(router)
     for user in USERS:
@@ -96,7 +97,9 @@ def test_many_threads_many_keys(make_router: MakeRouter, dbroute_databases: Data
     assert [p == rds_port for p in ports] == [router.target_for(u) is Target.RDS for u in users]
 
 
-async def test_many_tasks_many_keys(make_router: MakeRouter, dbroute_databases: DatabasePair) -> None:
+async def test_many_tasks_many_keys(
+    make_router: MakeRouter, dbroute_databases: DatabasePair
+) -> None:
     router = make_router(rds_percent=70)
     create_schema(router)
     users = [f"a-{i}" for i in range(400)]
@@ -134,11 +137,19 @@ def test_session_records_its_route_and_takes_options(make_router: MakeRouter) ->
         assert isinstance(session, router.session_class)
 
 
-def test_engines_point_at_their_databases(make_router: MakeRouter, dbroute_databases: DatabasePair) -> None:
+def test_engines_point_at_their_databases(
+    make_router: MakeRouter, dbroute_databases: DatabasePair
+) -> None:
     router = make_router()
-    for target, url in ((Target.NEON, dbroute_databases.neon_url), (Target.RDS, dbroute_databases.rds_url)):
+    for target, url in (
+        (Target.NEON, dbroute_databases.neon_url),
+        (Target.RDS, dbroute_databases.rds_url),
+    ):
         with router.engine(target).connect() as conn:
-            assert conn.execute(text("select current_database()")).scalar_one() == dbroute_databases.name
+            assert (
+                conn.execute(text("select current_database()")).scalar_one()
+                == dbroute_databases.name
+            )
         assert router.engine(target).url.port == router.async_engine(target).url.port
         assert str(router.engine(target).url.port) in url
 
@@ -159,9 +170,8 @@ def test_router_context_manager_closes_pools(make_router: MakeRouter) -> None:
 
 
 async def test_async_context_manager(make_router: MakeRouter) -> None:
-    async with make_router(rds_percent=100) as router:
-        async with router.async_session("u") as session:
-            assert (await session.execute(text("select 1"))).scalar_one() == 1
+    async with make_router(rds_percent=100) as router, router.async_session("u") as session:
+        assert (await session.execute(text("select 1"))).scalar_one() == 1
     assert router.async_engine(Target.RDS).pool.checkedin() == 0  # type: ignore[attr-defined]
 
 
@@ -173,6 +183,9 @@ def test_unreachable_database_fails_loudly(dbroute_databases: DatabasePair) -> N
         rds_percent=100,
         rds_pool={"connect_timeout": 1},
     )
-    with Router(settings) as router, router.session("u") as session:
-        with pytest.raises(OperationalError):
-            session.execute(text("select 1"))
+    with (
+        Router(settings) as router,
+        router.session("u") as session,
+        pytest.raises(OperationalError, match=r"127\.0\.0\.1"),
+    ):
+        session.execute(text("select 1"))

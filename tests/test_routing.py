@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from dbroute import InvalidKeyError, Reason, Router, RoutingSettings, Target, bucket
 from dbroute.bucketing import threshold
 
-URLS = {"neon_url": "postgresql://app@neon.invalid/app", "rds_url": "postgresql://app@rds.invalid/app"}
+URLS = {
+    "neon_url": "postgresql://app@neon.invalid/app",
+    "rds_url": "postgresql://app@rds.invalid/app",
+}
 PERCENTS = [Decimal(p) for p in ("0", "0.01", "0.1", "1", "5", "33.33", "50", "99.99", "100")]
 keys = st.one_of(st.text(min_size=1, max_size=30), st.integers())
 
@@ -40,7 +43,9 @@ def ramp(build: Callable[..., Router]) -> list[Router]:
 @given(key=keys)
 def test_target_follows_the_bucket(ramp: list[Router], key: str | int) -> None:
     for router in ramp:
-        expected = Target.RDS if bucket(key) < threshold(router.settings.rds_percent) else Target.NEON
+        expected = (
+            Target.RDS if bucket(key) < threshold(router.settings.rds_percent) else Target.NEON
+        )
         assert router.target_for(key) is expected
 
 
@@ -53,8 +58,12 @@ def test_ramp_only_moves_neon_to_rds(ramp: list[Router], key: str | int) -> None
     assert all(t is Target.RDS for t in targets[first_rds:])
 
 
-@given(key=keys, forced=st.sampled_from(["rds", "neon", None]), kill=st.booleans(),
-       percent=st.sampled_from(PERCENTS))
+@given(
+    key=keys,
+    forced=st.sampled_from(["rds", "neon", None]),
+    kill=st.booleans(),
+    percent=st.sampled_from(PERCENTS),
+)
 def test_override_precedence(
     build: Callable[..., Router], key: str | int, forced: str | None, kill: bool, percent: Decimal
 ) -> None:
@@ -75,8 +84,9 @@ def test_override_precedence(
 _routers: dict[tuple[Decimal, bool, str | None, str], Router] = {}
 
 
-def _cached(build: Callable[..., Router], percent: Decimal, kill: bool, forced: str | None,
-            key: str) -> Router:
+def _cached(
+    build: Callable[..., Router], percent: Decimal, kill: bool, forced: str | None, key: str
+) -> Router:
     # Building a router per example is slow; the same configuration is reused.
     config = (percent, kill, forced, key if forced else "")
     if config not in _routers:
@@ -94,7 +104,9 @@ def test_int_key_routes_like_its_string(ramp: list[Router]) -> None:
     ("key", "error"),
     [(None, TypeError), (3.0, TypeError), (False, TypeError), ("", InvalidKeyError)],
 )
-def test_bad_keys_never_get_a_session(ramp: list[Router], key: object, error: type[Exception]) -> None:
+def test_bad_keys_never_get_a_session(
+    ramp: list[Router], key: object, error: type[Exception]
+) -> None:
     router = ramp[4]
     for call in (router.target_for, router.decide, router.session, router.async_session):
         with pytest.raises(error):
@@ -109,8 +121,13 @@ def test_decisions_are_counted(build: Callable[..., Router], metric_value: Any) 
     for i in range(5):
         router.target_for(f"user-{i}")
     router.target_for("vip")
-    assert metric_value(name, **{"dbroute.target": "rds", "dbroute.reason": "hash"}) == before_hash + 5
-    assert metric_value(name, **{"dbroute.target": "neon", "dbroute.reason": "force"}) == before_force + 1
+    assert (
+        metric_value(name, **{"dbroute.target": "rds", "dbroute.reason": "hash"}) == before_hash + 5
+    )
+    assert (
+        metric_value(name, **{"dbroute.target": "neon", "dbroute.reason": "force"})
+        == before_force + 1
+    )
 
 
 def test_kill_switch_is_counted_as_such(build: Callable[..., Router], metric_value: Any) -> None:

@@ -66,9 +66,7 @@ def test_missing_urls_name_both_variables() -> None:
     assert not isinstance(error, ValidationError)
 
 
-@pytest.mark.parametrize(
-    "scheme", ["postgres://", "postgresql://", "postgresql+psycopg://"]
-)
+@pytest.mark.parametrize("scheme", ["postgres://", "postgresql://", "postgresql+psycopg://"])
 def test_accepted_schemes_normalise_to_psycopg3(scheme: str) -> None:
     settings = RoutingSettings(neon_url=f"{scheme}u:{SECRET}@neon/db", rds_url=RDS)
     url = settings.url(Target.NEON)
@@ -108,7 +106,9 @@ def test_percent_accepts_basis_points(env: pytest.MonkeyPatch, value: str) -> No
         ("lots", "valid decimal"),
     ],
 )
-def test_percent_errors_name_variable_and_rule(env: pytest.MonkeyPatch, value: str, rule: str) -> None:
+def test_percent_errors_name_variable_and_rule(
+    env: pytest.MonkeyPatch, value: str, rule: str
+) -> None:
     env.setenv("DBROUTE_RDS_PERCENT", value)
     error = config_error()
     assert "DBROUTE_RDS_PERCENT" in str(error)
@@ -195,8 +195,13 @@ def test_secrets_stay_out_of_reprs_dumps_and_logs(
     router = Router(settings)
     try:
         for text in (
-            repr(settings), str(settings), settings.model_dump_json(), repr(router),
-            str(settings.url(Target.NEON)), repr(settings.url(Target.RDS)), caplog.text,
+            repr(settings),
+            str(settings),
+            settings.model_dump_json(),
+            repr(router),
+            str(settings.url(Target.NEON)),
+            repr(settings.url(Target.RDS)),
+            caplog.text,
         ):
             assert SECRET not in text
         assert "***" in repr(router)

@@ -20,6 +20,7 @@ __all__ = [
     "RepairError",
     "SecondaryWriteError",
     "SegmentTimeoutError",
+    "ShadowReadsDisabledError",
     "ValidateError",
     "WriteConflictError",
 ]
@@ -61,8 +62,11 @@ class DualWriteError(DBRouteError):
 
 
 class DualWriteSetupError(DualWriteError):
-    """``dbroute setup``/``teardown`` refused: tables without a primary key, databases
-    whose tables differ, or a journal still holding entries. The message names them."""
+    """``dbroute setup``/``teardown`` refused; the message names what and why.
+
+    Tables without a primary key, databases whose tables differ, or a journal
+    still holding entries.
+    """
 
 
 class DualWriteNotSetUpError(DualWriteError):
@@ -98,3 +102,10 @@ class SegmentTimeoutError(ValidateError):
 
 class RepairError(ValidateError):
     """A repair did not leave the repaired keys equal on both databases (or was refused)."""
+
+
+class ShadowReadsDisabledError(DBRouteError):
+    """``router.shadow`` was used on a router without shadow reads.
+
+    Set ``DBROUTE_SHADOW_READ_PERCENT`` (or ``shadow_read_percent``) above 0.
+    """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -24,7 +24,11 @@ from dbroute.target import Reason, Target
 from dbroute.telemetry import ROUTING_DECISIONS, decision_attributes
 
 if TYPE_CHECKING:
+    from dbroute.dualwrite.mirror import DualWriter
+    from dbroute.dualwrite.replay import ReplayReport
+    from dbroute.dualwrite.setup import SetupReport
     from dbroute.phases.poller import PhasePoller
+    from dbroute.shadow import ShadowReads, ShadowReport
 
 __all__ = ["INFO_KEY", "INFO_TARGET", "Router", "RoutingDecision"]
 
@@ -109,6 +113,21 @@ class Router:
             from dbroute.phases.poller import PhasePoller
 
             self._phase_poller = PhasePoller.start(self, settings.phase_poll_seconds)
+        # Dual-write hooks commits when routing_state.dual_write is on, which a
+        # followed phase may switch at runtime.
+        self._dual_writer: DualWriter | None = None
+        if settings.dual_write or settings.phase_poll_seconds > 0:
+            from dbroute.dualwrite.mirror import DualWriter
+
+            self._dual_writer = DualWriter(self)
+            self._dual_writer.attach(self.session_class)
+        # Shadow reads: sampled session reads re-run on the other database, in the
+        # background (docs/shadow-reads.md).
+        self._shadow: ShadowReads | None = None
+        if settings.shadow_read_percent > 0:
+            from dbroute.shadow import ShadowReads
+
+            self._shadow = ShadowReads.attach(self)
 
         log.info(
             "dbroute router ready: rds_percent=%s kill_switch=%s neon=%s rds=%s",
@@ -192,12 +211,65 @@ class Router:
         """The asyncio engine of ``target``."""
         return self._async_engines[Target(target)]
 
+    # --- dual-write (docs/dual-write.md) ----------------------------------------
+
+    def setup(self, exclude: Iterable[str] = ()) -> list[SetupReport]:
+        """Prepare both databases for dual-write (``dbroute setup``); idempotent."""
+        from dbroute.dualwrite.setup import setup
+
+        return setup(self._engines, exclude)
+
+    def teardown(self, *, force: bool = False) -> None:
+        """Remove what :meth:`setup` installed (``dbroute teardown``)."""
+        from dbroute.dualwrite.setup import teardown
+
+        teardown(self._engines, force=force)
+
+    def replay(self, **options: Any) -> ReplayReport:
+        """Copy journaled rows to the other database (``dbroute replay``); see its options."""
+        from dbroute.dualwrite.replay import replay
+
+        return replay(self._engines, **options)
+
+    # --- shadow reads ----------------------------------------------------------
+
+    @property
+    def shadow(self) -> ShadowReads:
+        """The shadow-read experiment: register ``compare``/``ignore``/``on_mismatch`` on it.
+
+        Raises :class:`~dbroute.errors.ShadowReadsDisabledError` when
+        ``DBROUTE_SHADOW_READ_PERCENT`` is 0.
+        """
+        if self._shadow is None:
+            from dbroute.errors import ShadowReadsDisabledError
+
+            raise ShadowReadsDisabledError(
+                "shadow reads are off: set DBROUTE_SHADOW_READ_PERCENT above 0"
+            )
+        return self._shadow
+
+    def shadow_report(self) -> ShadowReport:
+        """Shadow reads so far, per statement fingerprint (empty when shadow reads are off)."""
+        if self._shadow is None:
+            from dbroute.shadow import ShadowReport
+
+            return ShadowReport(enabled=False)
+        return self._shadow.report()
+
+    def shadow_flush(self, timeout: float | None = None) -> bool:
+        """Wait until queued shadow reads are compared; ``False`` if ``timeout`` passed first."""
+        return self._shadow.flush(timeout) if self._shadow is not None else True
+
     # --- lifecycle -------------------------------------------------------------
 
     def dispose(self) -> None:
         """Close the sync pools. Sessions still open keep their connection until closed."""
         if self._phase_poller is not None:
             self._phase_poller.stop()
+        if self._dual_writer is not None:
+            self._dual_writer.dispose()
+        if self._shadow is not None:
+            self._shadow.close()
         for engine in self._engines.values():
             engine.dispose()
 
@@ -205,6 +277,8 @@ class Router:
         """Close every pool, asyncio and sync."""
         for async_engine in self._async_engines.values():
             await async_engine.dispose()
+        if self._dual_writer is not None:
+            await self._dual_writer.adispose()
         self.dispose()
 
     def __enter__(self) -> Self:

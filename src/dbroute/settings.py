@@ -103,7 +103,7 @@ class RoutingSettings(BaseSettings):
     neon_pool: NeonPoolSettings = Field(default_factory=NeonPoolSettings)
     rds_pool: PoolSettings = Field(default_factory=PoolSettings)
     # Dual-write (docs/dual-write.md): writes mirrored to the other database before commit.
-    dual_write: bool = Field(False, description="mirror every committed write to the other database")
+    dual_write: bool = Field(False, description="mirror every committed write to the other one")
     dual_write_mode: Literal["best_effort", "strict"] = Field(
         "best_effort", description="strict: a commit fails when the secondary cannot be written"
     )

@@ -66,29 +66,20 @@ ATTR_SHADOW_SIDE = "dbroute.shadow.side"  # "primary" | "shadow" on SHADOW_DURAT
 ATTR_SHADOW_REASON = "dbroute.shadow.reason"  # why skipped/dropped, or the mismatch kind
 ATTR_ERROR_TYPE = "error.type"  # OpenTelemetry semantic convention
 
-SHADOW_COMPARED = METER.create_counter(
-    "dbroute.shadow.compared", unit="{read}", description="Shadow reads compared with the primary"
+
+def _shadow_counter(name: str, description: str) -> metrics.Counter:
+    return METER.create_counter(f"dbroute.shadow.{name}", unit="{read}", description=description)
+
+
+SHADOW_COMPARED = _shadow_counter("compared", "Shadow reads compared with the primary")
+SHADOW_MATCHED = _shadow_counter("matched", "Shadow reads equal to the primary's")
+SHADOW_MISMATCHED = _shadow_counter("mismatched", "Shadow reads that differ (not lag)")
+SHADOW_LAGGED = _shadow_counter(
+    "lagged", "Differences explained by replication lag (journal or a later recheck)"
 )
-SHADOW_MATCHED = METER.create_counter(
-    "dbroute.shadow.matched", unit="{read}", description="Shadow reads equal to the primary's"
-)
-SHADOW_MISMATCHED = METER.create_counter(
-    "dbroute.shadow.mismatched", unit="{read}", description="Shadow reads that differ (not lag)"
-)
-SHADOW_LAGGED = METER.create_counter(
-    "dbroute.shadow.lagged",
-    unit="{read}",
-    description="Differences explained by replication lag (journal or a later recheck)",
-)
-SHADOW_ERRORS = METER.create_counter(
-    "dbroute.shadow.errors", unit="{read}", description="Shadow reads that failed, by error.type"
-)
-SHADOW_DROPPED = METER.create_counter(
-    "dbroute.shadow.dropped", unit="{read}", description="Sampled reads not shadowed: queue full"
-)
-SHADOW_SKIPPED = METER.create_counter(
-    "dbroute.shadow.skipped", unit="{read}", description="Reads never shadowed, by reason"
-)
+SHADOW_ERRORS = _shadow_counter("errors", "Shadow reads that failed, by error.type")
+SHADOW_DROPPED = _shadow_counter("dropped", "Sampled reads not shadowed: queue full or shutdown")
+SHADOW_SKIPPED = _shadow_counter("skipped", "Reads never shadowed, by reason")
 SHADOW_DURATION = METER.create_histogram(
     "dbroute.shadow.duration",
     unit="s",
@@ -149,3 +140,28 @@ DUALWRITE_ADDED_LATENCY = METER.create_histogram(
     unit="s",
     description="Time dual-write added to a commit (collect, mirror, confirm)",
 )
+
+
+# --- validation (dbroute.validate) --------------------------------------------
+
+ATTR_VALIDATE_TABLE = "dbroute.validate.table"  # schema.table compared
+
+VALIDATE_DURATION = METER.create_histogram(
+    "dbroute.validate.duration", unit="s", description="Time to compare one table's data"
+)
+VALIDATE_ROWS = METER.create_counter(
+    "dbroute.validate.rows", unit="{row}", description="Rows compared (both databases summed)"
+)
+VALIDATE_ROWS_DIFFERING = METER.create_counter(
+    "dbroute.validate.rows_differing",
+    unit="{row}",
+    description="Rows found different (only on one database, or changed); pending excluded",
+)
+VALIDATE_REPAIRED = METER.create_counter(
+    "dbroute.validate.repaired", unit="{row}", description="Rows upserted or deleted by repair"
+)
+
+
+def validate_attributes(table: str) -> Mapping[str, str]:
+    """The attributes of a validation instrument for ``table`` (``schema.table``)."""
+    return {ATTR_VALIDATE_TABLE: table}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
@@ -18,5 +19,5 @@ def settings(dbroute_databases: DatabasePair) -> RoutingSettings:
 
 @pytest.fixture
 def control(settings: RoutingSettings) -> Iterator[PhaseControl]:
-    with PhaseControl(settings) as phase_control:
+    with closing(PhaseControl(settings)) as phase_control:
         yield phase_control

@@ -11,7 +11,15 @@ from dbroute import __version__
 from dbroute.cli.assess import assess_command
 from dbroute.cli.bucket import bucket_command
 from dbroute.cli.demo import demo_command
+from dbroute.cli.dualwrite import (
+    journal_group,
+    replay_command,
+    setup_command,
+    teardown_command,
+)
 from dbroute.cli.phases import advance_command, rollback_command, status_command
+from dbroute.cli.sequences import sequences_group
+from dbroute.cli.validate import validate_command
 from dbroute.errors import DBRouteError
 
 __all__ = ["main"]
@@ -41,7 +49,13 @@ def main(verbose: int) -> None:
 
 main.add_command(bucket_command)
 main.add_command(demo_command)
+main.add_command(setup_command)
+main.add_command(teardown_command)
+main.add_command(replay_command)
+main.add_command(journal_group)
 main.add_command(status_command)
 main.add_command(advance_command)
 main.add_command(rollback_command)
 main.add_command(assess_command)
+main.add_command(validate_command)
+main.add_command(sequences_group)

@@ -9,14 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dbroute.demo.context import DemoContext
+from dbroute.demo.dualwrite import dualwrite_step
+from dbroute.demo.phases import phases_step
 from dbroute.demo.routing import routing_step
+from dbroute.demo.shadow import shadow_step
+from dbroute.demo.validation import validation_step
 
 __all__ = ["STEPS", "DemoContext", "DemoStep", "run_demo"]
 
 DemoStep = Callable[[DemoContext], None]
 
 #: The demo's steps, in order.
-STEPS: list[DemoStep] = [routing_step]
+STEPS: list[DemoStep] = [routing_step, dualwrite_step, phases_step, shadow_step, validation_step]
 
 
 def run_demo(context: DemoContext, steps: list[DemoStep] | None = None) -> None:

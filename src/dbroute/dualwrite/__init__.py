@@ -1,0 +1,8 @@
+"""Dual-write: every write committed on one database is mirrored to the other.
+
+Change capture in the database (:mod:`~dbroute.dualwrite.capture`), the
+commit protocol (:mod:`~dbroute.dualwrite.mirror`), the durable journal
+(:mod:`~dbroute.dualwrite.journal`), replay (:mod:`~dbroute.dualwrite.replay`)
+and setup/teardown (:mod:`~dbroute.dualwrite.setup`). See ``docs/dual-write.md``.
+The router loads this package only when dual-write may be on.
+"""

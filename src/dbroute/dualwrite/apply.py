@@ -9,55 +9,75 @@ deletions and the intent entries commit together on the secondary.
 
 After a failure the secondary is *paused* for ``dual_write_pause_ms``:
 commits journal straight away instead of paying a timeout each.
+
+Confirmations (the writer committed: drop its intent entries) cost no round
+trip on the commit path: they ride along with the next mirror, or a
+background thread sends them within :data:`CONFIRM_INTERVAL`. One lost with
+the process only leaves an intent entry that replay settles.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dbroute.dualwrite.capture import Changes
 from dbroute.dualwrite.conflicts import CONFLICT_SQLSTATE, Conflict, parse_conflicts
+from dbroute.errors import DualWriteError
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 
-__all__ = ["ApplyFailure", "Secondary"]
+__all__ = ["MirrorError", "Secondary", "describe_error"]
 
 log = logging.getLogger("dbroute.dualwrite")
 
-_APPLY = text("select dbroute.apply(cast(:payload as jsonb), cast(:xid as xid8))")
-_CONFIRM = text("delete from dbroute.journal where kind = 'intent' and xid = cast(:xid as xid8)")
+_APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, %s::xid8[], true)"
+_CONFIRM = text(
+    "delete from dbroute.journal where kind = 'intent' and xid = any(cast(:xids as xid8[]))"
+)
+#: Seconds between background deletions of confirmed intent entries (when no
+#: mirror carried them first).
+CONFIRM_INTERVAL = 0.2
 
 
-class ApplyFailure(Exception):
-    """The secondary was not written. ``error_type`` names why (for metrics), never a secret."""
+class MirrorError(DualWriteError):
+    """The secondary was not written (handled inside the commit protocol, never raised
+    to the application). ``error_type`` names why, for metrics; never a secret.
+    """
 
-    def __init__(
-        self, error_type: str, message: str, conflicts: tuple[Conflict, ...] = ()
-    ) -> None:
+    def __init__(self, error_type: str, message: str, conflicts: tuple[Conflict, ...] = ()) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.conflicts = conflicts
 
 
-def _failure(exc: BaseException, origin: Target) -> ApplyFailure:
-    if isinstance(exc, DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        diag = getattr(exc.orig, "diag", None)
-        if sqlstate == CONFLICT_SQLSTATE:
-            detail = getattr(diag, "message_detail", None)
-            conflicts = parse_conflicts(detail, origin, "mirror")
-            return ApplyFailure("conflict", "write conflict", conflicts)
-        primary = getattr(diag, "message_primary", None) or type(exc.orig).__name__
-        return ApplyFailure(type(exc.orig).__name__, f"{sqlstate or 'error'}: {primary}")
-    return ApplyFailure(type(exc).__name__, f"{type(exc).__name__}: {exc}")
+def _driver_error(exc: BaseException) -> BaseException:
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """``(error type, message)`` of a database error, without SQL text or parameters."""
+    error = _driver_error(exc)
+    if isinstance(error, psycopg.Error):
+        primary = error.diag.message_primary or type(error).__name__
+        return type(error).__name__, f"{error.sqlstate or 'error'}: {primary}"
+    return type(error).__name__, f"{type(error).__name__}: {error}"
+
+
+def _failure(exc: BaseException, origin: Target) -> MirrorError:
+    error = _driver_error(exc)
+    if isinstance(error, psycopg.Error) and error.sqlstate == CONFLICT_SQLSTATE:
+        conflicts = parse_conflicts(error.diag.message_detail, origin, "mirror")
+        return MirrorError("conflict", "write conflict", conflicts)
+    return MirrorError(*describe_error(exc))
 
 
 class Secondary:
@@ -67,6 +87,10 @@ class Secondary:
         self.target = target
         self._pause = settings.dual_write_pause_ms / 1000
         self._paused_until = 0.0
+        self._confirmed: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
         url = settings.url(target)
         pool = settings.pool(target)
         statement_ms = settings.dual_write_statement_timeout_ms
@@ -89,69 +113,114 @@ class Secondary:
         self._engine: Engine = create_engine(url, **options)
         self._async_engine: AsyncEngine = create_async_engine(url, **options)
 
-    # --- the pause after a failure ----------------------------------------------
-
     def _check_pause(self) -> None:
+        # After a failure, commits journal at once for a while instead of each
+        # paying a connect or lock timeout.
         if time.monotonic() < self._paused_until:
-            raise ApplyFailure("paused", f"{self.target.value} paused after a recent failure")
+            raise MirrorError("paused", f"{self.target.value} paused after a recent failure")
 
-    def _failed(self, failure: ApplyFailure) -> ApplyFailure:
+    # --- confirmations -----------------------------------------------------------
+
+    def confirm(self, xid: str) -> None:
+        """The writer of ``xid`` committed: its intent entries may go (no I/O here)."""
+        with self._lock:
+            self._confirmed.append(xid)
+            if self._flusher is None and not self._closed.is_set():
+                self._flusher = threading.Thread(
+                    target=self._flush_loop,
+                    name=f"dbroute-confirm-{self.target.value}",
+                    daemon=True,
+                )
+                self._flusher.start()
+
+    def _take_confirmed(self) -> list[str]:
+        with self._lock:
+            taken, self._confirmed = self._confirmed, []
+        return taken
+
+    def _give_back(self, xids: list[str]) -> None:
+        with self._lock:
+            self._confirmed[:0] = xids
+
+    def flush_confirmed(self) -> None:
+        """Delete the confirmed intent entries now (also done in the background)."""
+        xids = self._take_confirmed()
+        if not xids:
+            return
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(_CONFIRM, {"xids": xids})
+        except SQLAlchemyError as exc:
+            self._give_back(xids)  # kept for the next try; replay would settle them anyway
+            log.debug("confirming intents on %s failed: %s", self.target.value, exc)
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(CONFIRM_INTERVAL):
+            self.flush_confirmed()
+
+    # --- mirroring ----------------------------------------------------------------
+
+    def _params(self, changes: Changes) -> tuple[tuple[Any, ...], list[str]]:
+        confirmed = self._take_confirmed()
+        return (changes.payload, changes.xid, confirmed or None), confirmed
+
+    def _failed(self, exc: BaseException, origin: Target, confirmed: list[str]) -> MirrorError:
+        self._give_back(confirmed)
+        failure = _failure(exc, origin)
         if failure.error_type != "conflict":
             self._paused_until = time.monotonic() + self._pause
             log.warning("dual-write to %s failed: %s", self.target.value, failure.message)
         return failure
 
-    # --- sync -------------------------------------------------------------------
-
     def apply(self, changes: Changes, origin: Target) -> None:
-        """Write ``changes`` (and their intent entries) in one statement; raise ApplyFailure."""
+        """Write ``changes`` (and their intent entries) in one statement; raise MirrorError."""
         self._check_pause()
-        params = {"payload": json.dumps(changes.payload), "xid": changes.xid}
+        params, confirmed = self._params(changes)
         for attempt in (1, 2):
             try:
-                with self._engine.connect() as connection:
-                    connection.execute(_APPLY, params)
-                return
-            except DBAPIError as exc:
-                if exc.connection_invalidated and attempt == 1:
+                # The pooled driver connection itself: the least work per mirror.
+                raw = self._engine.raw_connection()
+            except (SQLAlchemyError, psycopg.Error) as exc:  # raw: unwrapped driver errors
+                raise self._failed(exc, origin, confirmed) from exc
+            try:
+                driver: Any = raw.driver_connection
+                driver.execute(_APPLY, params)
+            except psycopg.Error as exc:
+                broken = driver.closed or isinstance(exc, psycopg.OperationalError)
+                if broken:
+                    raw.invalidate(exc)  # never back into the pool
+                if broken and attempt == 1 and isinstance(exc, psycopg.OperationalError):
                     continue  # a pooled connection from before a restart: retry once
-                raise self._failed(_failure(exc, origin)) from exc
-            except SQLAlchemyError as exc:
-                raise self._failed(_failure(exc, origin)) from exc
-
-    def confirm(self, xid: str) -> None:
-        """The writer committed: drop its intent entries (replay would only re-copy them)."""
-        with self._engine.connect() as connection:
-            connection.execute(_CONFIRM, {"xid": xid})
-
-    # --- asyncio (called through the session's greenlet) ------------------------
+                raise self._failed(exc, origin, confirmed) from exc
+            finally:
+                raw.close()
+            return
 
     async def aapply(self, changes: Changes, origin: Target) -> None:
-        """:meth:`apply` on the asyncio pool."""
+        """:meth:`apply` on the asyncio pool (called through the session's greenlet)."""
         self._check_pause()
-        params = {"payload": json.dumps(changes.payload), "xid": changes.xid}
+        params, confirmed = self._params(changes)
         for attempt in (1, 2):
             try:
                 async with self._async_engine.connect() as connection:
-                    await connection.execute(_APPLY, params)
+                    await connection.exec_driver_sql(_APPLY, params)
                 return
             except DBAPIError as exc:
                 if exc.connection_invalidated and attempt == 1:
                     continue
-                raise self._failed(_failure(exc, origin)) from exc
+                raise self._failed(exc, origin, confirmed) from exc
             except SQLAlchemyError as exc:
-                raise self._failed(_failure(exc, origin)) from exc
-
-    async def aconfirm(self, xid: str) -> None:
-        """:meth:`confirm` on the asyncio pool."""
-        async with self._async_engine.connect() as connection:
-            await connection.execute(_CONFIRM, {"xid": xid})
+                raise self._failed(exc, origin, confirmed) from exc
 
     def dispose(self) -> None:
-        """Close the sync pool."""
+        """Send the last confirmations and close the sync pool."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(5)
+        self.flush_confirmed()
         self._engine.dispose()
 
     async def adispose(self) -> None:
         """Close both pools."""
         await self._async_engine.dispose()
-        self._engine.dispose()
+        self.dispose()

@@ -1,7 +1,8 @@
 """Change capture: the triggers that record each changed row's key in the journal.
 
 Every captured table gets three statement-level triggers with transition
-tables (insert, update, delete) calling ``dbroute.capture()``, which writes
+tables (insert, update, delete) calling its generated ``dbroute.dw_capture_N()``
+(see :mod:`dbroute.dualwrite.codegen`), which writes
 ``(table, primary key)`` of every changed row into ``dbroute.journal`` in the
 writer's own transaction. Being in the database, they see every way rows
 change: ORM flushes, Core and raw SQL, ``ON DELETE CASCADE``, the
@@ -18,15 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
+from sqlalchemy.util import await_only
 
 __all__ = [
     "TRIGGER_PREFIX",
     "CapturedTable",
     "Changes",
     "collect",
-    "drop_triggers_sql",
+    "ident",
     "install_triggers_sql",
+    "literal",
 ]
 
 TRIGGER_PREFIX = "dbroute_"
@@ -38,46 +41,53 @@ _EVENTS = {
 }
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(value: str) -> str:
+def literal(value: str) -> str:
+    """``value`` as a quoted SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True, slots=True)
 class CapturedTable:
-    """A table dual-write captures: its name and primary-key columns with their types."""
+    """A table dual-write captures: its name, key columns and types, and columns.
+
+    ``columns`` are those an insert may set, in order; ``all_columns`` every
+    column, generated ones included.
+    """
 
     schema: str
     name: str
     pk_columns: tuple[str, ...]
     pk_types: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+    all_columns: tuple[str, ...] = ()
 
     @property
     def qualified(self) -> str:
         """``"schema"."name"``, quoted for SQL."""
-        return f"{_ident(self.schema)}.{_ident(self.name)}"
+        return f"{ident(self.schema)}.{ident(self.name)}"
 
     @property
     def key_expression(self) -> str:
         """The key of row ``r`` as a text array, e.g. ``array[r."id"::text]``."""
-        return "array[" + ", ".join(f"r.{_ident(c)}::text" for c in self.pk_columns) + "]"
+        return "array[" + ", ".join(f"r.{ident(c)}::text" for c in self.pk_columns) + "]"
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
 
 
-def install_triggers_sql(table: CapturedTable) -> list[str]:
-    """Statements (re)creating ``table``'s capture and truncate triggers."""
-    statements = drop_triggers_sql(table)
-    argument = _literal(table.key_expression)
+def install_triggers_sql(table: CapturedTable, n: int) -> list[str]:
+    """Statements creating the capture and truncate triggers of ``table`` (position ``n``)."""
+    statements = []
     for event, clause in _EVENTS.items():
         statements.append(
             f"create trigger {TRIGGER_PREFIX}capture_{event} after "
             + clause.format(table=table.qualified)
-            + f" for each statement execute function dbroute.capture({argument})"
+            + f" for each statement execute function dbroute.dw_capture_{n}()"
         )
     statements.append(
         f"create trigger {TRIGGER_PREFIX}truncate before truncate on {table.qualified} "
@@ -86,41 +96,42 @@ def install_triggers_sql(table: CapturedTable) -> list[str]:
     return statements
 
 
-def drop_triggers_sql(table: CapturedTable) -> list[str]:
-    """Statements removing ``table``'s dbroute triggers (idempotent)."""
-    names = [f"{TRIGGER_PREFIX}capture_{event}" for event in _EVENTS]
-    names.append(f"{TRIGGER_PREFIX}truncate")
-    return [f"drop trigger if exists {name} on {table.qualified}" for name in names]
-
-
 @dataclass(frozen=True, slots=True)
 class Changes:
     """Row images to copy: what :func:`collect` or a replay batch read from the source.
 
-    ``payload`` is the JSON ``dbroute.apply()`` takes: one group per table, with
-    ``keys`` (every key concerned), ``rows`` (current images) and ``gone``
-    (keys whose row no longer exists).
+    ``payload`` is the JSON text ``dbroute.apply()`` takes: one group per
+    table, with ``keys`` (every key concerned), ``rows`` (current images) and
+    ``gone`` (keys whose row no longer exists). ``rows`` counts the keys.
     """
 
-    payload: list[dict[str, Any]]
+    payload: str
+    rows: int
     xid: str | None = None
 
-    @property
-    def rows(self) -> int:
-        """How many keys the changes cover."""
-        return sum(len(group["keys"]) for group in self.payload)
-
     def __bool__(self) -> bool:
-        return bool(self.payload)
+        return self.rows > 0
+
+
+# Text in, text out: the images go to the secondary as they came, unparsed.
+_COLLECT = (
+    "select c::text, (select count(*) from jsonb_array_elements(c) g, "
+    "jsonb_array_elements(g->'keys'))::int, pg_current_xact_id_if_assigned()::text "
+    "from dbroute.collect() c"
+)
 
 
 def collect(connection: Connection) -> Changes:
     """Take this transaction's captured keys out of the journal; return their row images.
 
     Runs in the writer's transaction, which still holds the rows' locks, so the
-    images are exactly what this transaction is about to commit.
+    images are exactly what this transaction is about to commit. Straight on
+    the driver connection: this is every dual-written commit's path.
     """
-    row = connection.execute(
-        text("select dbroute.collect() as payload, pg_current_xact_id_if_assigned()::text as xid")
-    ).one()
-    return Changes(row.payload, row.xid)
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.is_async:
+        cursor = await_only(driver.execute(_COLLECT))
+        row = await_only(cursor.fetchone())
+    else:
+        row = driver.execute(_COLLECT).fetchone()
+    return Changes(row[0], row[1], row[2])

@@ -129,11 +129,12 @@ def status(connection: Connection) -> list[JournalStatus]:
     ]
 
 
-def rejournal(connection: Connection, payload: Any, error: str, conflicts: Any = None) -> int:
+def rejournal(connection: Connection, payload: str, error: str, conflicts: Any = None) -> int:
     """Put the keys of ``payload`` back into the journal, in ``connection``'s transaction.
 
     Used when a mirror failed: the entries commit with the user's write or not
-    at all. ``conflicts`` (JSON list of ``{schema, table, pk}``) marks entries
+    at all. ``payload`` is the JSON text of the images (``Changes.payload``);
+    ``conflicts`` (a list of ``{schema, table, pk}``) marks entries
     that conflict. Returns the number of entries written.
     """
     written = connection.execute(
@@ -141,7 +142,7 @@ def rejournal(connection: Connection, payload: Any, error: str, conflicts: Any =
             "select dbroute.rejournal(cast(:payload as jsonb), :error, cast(:conflicts as jsonb))"
         ),
         {
-            "payload": json.dumps(payload),
+            "payload": payload,
             "error": error[:500],
             "conflicts": json.dumps(conflicts) if conflicts is not None else None,
         },

@@ -12,7 +12,8 @@ same sync Session inside a greenlet, so both get it:
 3. on failure, best-effort puts the keys back in the primary's journal (same
    transaction: committed with the write or not at all), strict raises
    :class:`~dbroute.errors.SecondaryWriteError` so nothing commits;
-4. the primary commits; ``after_commit`` deletes the intent entries.
+4. the primary commits; ``after_commit`` hands its transaction id to the
+   secondary, which deletes the intent entries shortly (no round trip here).
 
 If the primary's commit fails after step 2, the intent entries stay on the
 secondary and replay copies the primary's truth back over those rows (it
@@ -25,17 +26,17 @@ import logging
 import time
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import await_only
 
-from dbroute.dualwrite.apply import ApplyFailure, Secondary
+from dbroute.dualwrite.apply import MirrorError, Secondary
 from dbroute.dualwrite.capture import Changes, collect
 from dbroute.dualwrite.conflicts import report_conflicts
 from dbroute.dualwrite.journal import rejournal
-from dbroute.router import INFO_TARGET, Router
 from dbroute.errors import DualWriteNotSetUpError, SecondaryWriteError, WriteConflictError
+from dbroute.router import INFO_TARGET, Router
 from dbroute.target import Target
 from dbroute.telemetry import (
     DUALWRITE_ADDED_LATENCY,
@@ -50,8 +51,9 @@ __all__ = ["DualWriter"]
 log = logging.getLogger("dbroute.dualwrite")
 
 _CONNECTION = "dbroute.dualwrite.connection"
-_PENDING = "dbroute.dualwrite.pending"  # (secondary, xid, seconds spent) awaiting confirm
-_UNDEFINED_FUNCTION = "42883"
+_PENDING = "dbroute.dualwrite.pending"  # (secondary, xid) to confirm after the commit
+# undefined_function, invalid_schema_name: what `dbroute setup` installs is missing.
+_NOT_SET_UP = ("42883", "3F000")
 
 
 class DualWriter:
@@ -93,13 +95,15 @@ class DualWriter:
             session.info.pop(_PENDING, None)
 
     def _before_commit(self, session: Session) -> None:
-        connection: Connection | None = session.info.get(_CONNECTION)
         target: Target | None = session.info.get(INFO_TARGET)
-        if connection is None or target is None or session.in_nested_transaction():
+        if target is None or session.in_nested_transaction():
             return
         if not self._router.routing_state.dual_write:
             return
         session.flush()  # before_commit runs before the commit's own final flush
+        connection: Connection | None = session.info.get(_CONNECTION)
+        if connection is None:  # the transaction never touched the database
+            return
         started = time.perf_counter()
         changes = self._collect(connection, target)
         if not changes:
@@ -111,35 +115,20 @@ class DualWriter:
                 await_only(secondary.aapply(changes, target))
             else:
                 secondary.apply(changes, target)
-        except ApplyFailure as failure:
+        except MirrorError as failure:
             DUALWRITE_SECONDARY_ERRORS.add(1, {**attributes, "error.type": failure.error_type})
             report_conflicts(failure.conflicts)
             self._failed(connection, target, changes, failure)
         else:
             DUALWRITE_MIRRORED.add(changes.rows, attributes)
-            session.info[_PENDING] = (secondary, changes.xid, time.perf_counter() - started)
-            return
+            session.info[_PENDING] = (secondary, changes.xid)
         DUALWRITE_ADDED_LATENCY.record(time.perf_counter() - started, attributes)
 
     def _after_commit(self, session: Session) -> None:
         pending = session.info.pop(_PENDING, None)
-        target: Target | None = session.info.get(INFO_TARGET)
-        if pending is None or target is None:
-            return
-        secondary, xid, spent = pending
-        started = time.perf_counter()
-        connection: Connection | None = session.info.get(_CONNECTION)
-        try:
-            if connection is not None and connection.dialect.is_async:
-                await_only(secondary.aconfirm(xid))
-            else:
-                secondary.confirm(xid)
-        except Exception as exc:  # the commit succeeded; replay re-copies these rows
-            log.warning("dual-write: intent entries of %s left on %s: %s", xid,
-                        secondary.target.value, type(exc).__name__)
-        DUALWRITE_ADDED_LATENCY.record(
-            spent + time.perf_counter() - started, target_attributes(target)
-        )
+        if pending is not None:
+            secondary, xid = pending
+            secondary.confirm(xid)
 
     # --- steps -------------------------------------------------------------------
 
@@ -147,8 +136,8 @@ class DualWriter:
     def _collect(connection: Connection, target: Target) -> Changes:
         try:
             return collect(connection)
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_FUNCTION:
+        except psycopg.Error as exc:
+            if exc.sqlstate in _NOT_SET_UP:
                 raise DualWriteNotSetUpError(
                     f"dual-write is on but {target.value} is not set up for it: run "
                     "`dbroute setup` (or router.setup()) once before enabling dual-write"
@@ -156,7 +145,7 @@ class DualWriter:
             raise
 
     def _failed(
-        self, connection: Connection, target: Target, changes: Changes, failure: ApplyFailure
+        self, connection: Connection, target: Target, changes: Changes, failure: MirrorError
     ) -> None:
         secondary = target.other.value
         if self._strict:
@@ -170,4 +159,3 @@ class DualWriter:
         conflicts: Any = [c.as_json() for c in failure.conflicts] if failure.conflicts else None
         rejournal(connection, changes.payload, f"{secondary}: {failure.message}", conflicts)
         DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))
-

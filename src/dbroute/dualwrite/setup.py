@@ -15,7 +15,8 @@ from importlib import resources
 
 from sqlalchemy import Connection, Engine, text
 
-from dbroute.dualwrite.capture import CapturedTable, drop_triggers_sql, install_triggers_sql
+from dbroute.dualwrite.capture import CapturedTable, install_triggers_sql
+from dbroute.dualwrite.codegen import dispatchers_sql, table_functions_sql
 from dbroute.dualwrite.journal import JOURNAL_DDL, SCHEMA, backlog, journal_exists
 from dbroute.errors import DualWriteSetupError
 from dbroute.target import Target
@@ -34,7 +35,12 @@ select n.nspname as schema, c.relname as name, c.oid,
           join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum) as pk_columns,
        (select array_agg(format_type(a.atttypid, a.atttypmod) order by k.i)
           from unnest(i.indkey) with ordinality k(attnum, i)
-          join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum) as pk_types
+          join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum) as pk_types,
+       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+           and a.attgenerated = '') as columns,
+       (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+         where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as all_columns
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 left join pg_index i on i.indrelid = c.oid and i.indisprimary
@@ -43,14 +49,22 @@ where c.relkind in ('r', 'p') and not c.relispartition
 order by 1, 2
 """
 
+# Everything setup generated or installed, found in the catalog (not in
+# dbroute.tables, which may be stale): triggers first, then functions.
+_INSTALLED_TRIGGERS = """
+select format('drop trigger %I on %s', t.tgname, t.tgrelid::regclass) from pg_trigger t
+where t.tgname like 'dbroute\\_%' and not t.tgisinternal
+"""
+_GENERATED_FUNCTIONS = """
+select format('drop function %s', p.oid::regprocedure) from pg_proc p
+where p.pronamespace = to_regnamespace('dbroute') and p.proname like 'dw\\_%'
+"""
 _TEARDOWN = """
-drop function if exists dbroute.capture() cascade;
-drop function if exists dbroute.refuse_truncate() cascade;
-drop function if exists dbroute.apply(jsonb, xid8, boolean);
+drop function if exists dbroute.refuse_truncate();
+drop function if exists dbroute.apply(jsonb, xid8, boolean, xid8[], boolean);
 drop function if exists dbroute.collect();
 drop function if exists dbroute.images(jsonb);
 drop function if exists dbroute.rejournal(jsonb, text, jsonb);
-drop function if exists dbroute.key_condition(text[], text[]);
 drop table if exists dbroute.tables;
 drop table if exists dbroute.journal;
 """
@@ -93,13 +107,20 @@ def discover(
             no_pk.append(qualified)
         else:
             captured[row.oid] = CapturedTable(
-                row.schema, row.name, tuple(row.pk_columns), tuple(row.pk_types)
+                row.schema,
+                row.name,
+                tuple(row.pk_columns),
+                tuple(row.pk_types),
+                tuple(row.columns or ()),
+                tuple(row.all_columns),
             )
     edges = [(r.child, r.parent) for r in connection.execute(text(_FOREIGN_KEYS))]
     return _parents_first(captured, edges), excluded, no_pk
 
 
-def _parents_first(tables: Mapping[int, CapturedTable], edges: list[tuple[int, int]]) -> list[CapturedTable]:
+def _parents_first(
+    tables: Mapping[int, CapturedTable], edges: list[tuple[int, int]]
+) -> list[CapturedTable]:
     # Depth in the foreign-key graph; a cycle (rare) keeps whatever depth it reached.
     depth = dict.fromkeys(tables, 0)
     for _ in range(len(tables)):
@@ -113,30 +134,36 @@ def _parents_first(tables: Mapping[int, CapturedTable], edges: list[tuple[int, i
     return [tables[oid] for oid in sorted(tables, key=lambda oid: (depth[oid], str(tables[oid])))]
 
 
+def _drop_generated(connection: Connection) -> None:
+    for query in (_INSTALLED_TRIGGERS, _GENERATED_FUNCTIONS):
+        for statement in connection.execute(text(query)).scalars().all():
+            connection.exec_driver_sql(statement)
+
+
 def _install(connection: Connection, tables: list[CapturedTable]) -> None:
     connection.execute(text(f"create schema if not exists {SCHEMA}"))
     connection.exec_driver_sql(JOURNAL_DDL)
-    functions = resources.files("dbroute.dualwrite").joinpath("functions.sql").read_text()
-    connection.exec_driver_sql(functions)
-    previous = [
-        CapturedTable(r.table_schema, r.table_name, tuple(r.pk_columns), tuple(r.pk_types))
-        for r in connection.execute(text(f"select * from {SCHEMA}.tables"))
-    ]
-    wanted = {str(t) for t in tables}
-    for old in previous:
-        exists = connection.execute(text("select to_regclass(:t)"), {"t": old.qualified}).scalar()
-        if str(old) not in wanted and exists is not None:
-            for statement in drop_triggers_sql(old):
-                connection.exec_driver_sql(statement)
+    # Straight to the driver, without parameters: the SQL's format() uses %I and %s.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(resources.files("dbroute.dualwrite").joinpath("functions.sql").read_text())
+    _drop_generated(connection)
     connection.execute(text(f"delete from {SCHEMA}.tables"))
-    for order, table in enumerate(tables):
+    for n, table in enumerate(tables):
         connection.execute(
             text(f"insert into {SCHEMA}.tables values (:s, :n, :c, :t, :o)"),
-            {"s": table.schema, "n": table.name, "c": list(table.pk_columns),
-             "t": list(table.pk_types), "o": order},
+            {
+                "s": table.schema,
+                "n": table.name,
+                "c": list(table.pk_columns),
+                "t": list(table.pk_types),
+                "o": n,
+            },
         )
-        for statement in install_triggers_sql(table):
+        driver.execute(table_functions_sql(table, n))
+        for statement in install_triggers_sql(table, n):
             connection.exec_driver_sql(statement)
+    driver.execute(dispatchers_sql(tables))
 
 
 def setup(engines: Mapping[Target, Engine], exclude: Iterable[str] = ()) -> list[SetupReport]:
@@ -157,13 +184,15 @@ def setup(engines: Mapping[Target, Engine], exclude: Iterable[str] = ()) -> list
                 f"{', '.join(no_pk)}; add a primary key or pass --exclude for each"
             )
         found[target] = (tables, excluded)
-    shapes = {t: {(str(c), c.pk_columns) for c in found[t][0]} for t in found}
+    shapes = {
+        t: {(str(c), c.pk_columns, frozenset(c.all_columns)) for c in found[t][0]} for t in found
+    }
     if len(shapes) == 2:
         neon, rds = shapes[Target.NEON], shapes[Target.RDS]
         if neon != rds:
-            differ = sorted({name for name, _ in neon ^ rds})
+            differ = sorted({name for name, _, _ in neon ^ rds})
             raise DualWriteSetupError(
-                "the databases differ in these tables or their primary keys: "
+                "the databases differ in these tables, their columns or primary keys: "
                 f"{', '.join(differ)}; run the same migrations on both, then setup again"
             )
     reports = []
@@ -194,6 +223,6 @@ def teardown(engines: Mapping[Target, Engine], *, force: bool = False) -> None:
         with engine.begin() as connection:
             if not journal_exists(connection):
                 continue
-            # cascade drops the triggers that call these functions; the schema
-            # itself stays, other dbroute features keep their objects there.
+            # The schema itself stays: other dbroute features keep objects there.
+            _drop_generated(connection)
             connection.exec_driver_sql(_TEARDOWN)

@@ -6,14 +6,15 @@ Which checks a move needs follows from what it changes:
     every database the target phase uses is reachable, writable and not
     out of connections;
 ``backlog:<db>``
-    the dual-write journal of every database that was a primary is empty (or
-    below ``--max-backlog``): an entry there is a write the other side does not
-    have yet, so moving its key would show that user stale data. This is what
-    makes a rollback from ramp or rds_primary lose nothing;
+    when keys move, the dual-write journal of the database handing them over
+    is empty (or below ``--max-backlog``): an entry there is a write the other
+    side does not have yet, so moving its key would show that user stale data.
+    This is what makes a rollback from ramp or rds_primary lose nothing;
 ``validation``
-    the last ``dbroute validate`` run was clean and recent, so the data the
-    moved keys will read is proven equal (not needed to start mirroring or to
-    stop it);
+    when keys move, the last ``dbroute validate`` run was clean and recent, so
+    the data the moved keys will read is proven equal. Starting or stopping
+    the mirror (``neon_only`` ↔ ``dual_write``, ``rds_primary`` ↔ ``rds_only``)
+    moves nobody and needs neither;
 ``sequences:<db>``
     on every database that is primary in the target phase, each sequence is
     ahead of the keys in its column (else the first insert fails).
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from dbroute.phases.health import check_health, describe_error
 from dbroute.phases.model import Phase, Transition, rules
@@ -36,6 +37,7 @@ from dbroute.target import Target
 __all__ = [
     "CHECK_KINDS",
     "DEFAULT_LIMITS",
+    "Backlog",
     "Check",
     "Limits",
     "ValidationRecord",
@@ -55,6 +57,10 @@ class Limits:
 
     max_backlog: int = 0
     max_validation_age: timedelta = timedelta(hours=1)
+    #: An 'intent' journal entry younger than this belongs to a writer on the
+    #: other database that has not confirmed its commit yet: under load there
+    #: are always a few, so only older ones count as backlog.
+    backlog_grace: timedelta = timedelta(seconds=5)
 
 
 #: The defaults of ``dbroute advance``: empty journals, a clean validation under an hour old.
@@ -101,9 +107,12 @@ def involved(phase: Phase) -> frozenset[Target]:
 def required_checks(move: Transition) -> list[tuple[str, Target | None]]:
     """The checks ``move`` needs, as ``(kind, database)`` pairs, in the order they run."""
     checks: list[tuple[str, Target | None]] = [("health", t) for t in sorted(involved(move.target))]
-    if move.target is not Phase.NEON_ONLY:
-        checks += [("backlog", t) for t in sorted(involved(move.source))]
-    if Phase.NEON_ONLY not in (move.source, move.target):
+    # Only a move that hands keys from one database to the other needs their
+    # data proven equal: starting or stopping the mirror (neon_only ↔ dual_write,
+    # rds_primary ↔ rds_only) moves nobody; the next move that does is checked.
+    if move.target_percent != move.source_percent:
+        giver = Target.NEON if move.target_percent > move.source_percent else Target.RDS
+        checks.append(("backlog", giver))
         checks.append(("validation", None))
     checks += [("sequences", t) for t in sorted(move.new_primaries)]
     return checks
@@ -118,7 +127,7 @@ def run_checks(
     """Run every check ``move`` needs; checks named in ``skip`` are waived, not omitted."""
     runners: dict[str, Callable[[Target | None], Check]] = {
         "health": lambda t: _health(engines, _given(t)),
-        "backlog": lambda t: _backlog(engines, _given(t), limits.max_backlog),
+        "backlog": lambda t: _backlog(engines, _given(t), limits),
         "validation": lambda _t: _validation(engines, limits.max_validation_age),
         "sequences": lambda t: _sequences(engines, _given(t)),
     }
@@ -149,28 +158,59 @@ def _health(engines: Mapping[Target, Engine], target: Target) -> Check:
     )
 
 
-def journal_backlog(engine: Engine) -> int:
-    """Entries in the dual-write journal of ``engine``'s database (0 without a journal)."""
-    from dbroute.dualwrite.journal import backlog  # the dual-write capability's contract
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The dual-write journal of one database."""
+
+    #: Every entry, including those of transactions mirroring right now.
+    total: int
+    #: Entries no running transaction will clear: only replay copies them.
+    settled: int
+
+    def __str__(self) -> str:
+        return f"{self.settled} ({self.total - self.settled} in flight)"
+
+
+# In flight: a 'change' entry whose writer (on this database) is still running
+# (its mirror deletes the entry before it commits), and a young 'intent' entry
+# (its writer on the other database confirms it right after committing).
+_BACKLOG = text(
+    """
+    select count(*) as total,
+           count(*) filter (where not (
+               (kind = 'change' and pg_xact_status(xid) is not distinct from 'in progress')
+               or (kind = 'intent' and created_at > clock_timestamp() - :grace)
+           )) as settled
+    from dbroute.journal
+    """
+)
+
+
+def journal_backlog(engine: Engine, grace: timedelta = DEFAULT_LIMITS.backlog_grace) -> Backlog:
+    """The journal of ``engine``'s database (zero without a journal)."""
+    from dbroute.dualwrite.journal import journal_exists  # the dual-write capability's contract
 
     with engine.connect() as conn:
-        return backlog(conn)
+        if not journal_exists(conn):
+            return Backlog(0, 0)
+        row = conn.execute(_BACKLOG, {"grace": grace}).one()
+    return Backlog(int(row.total), int(row.settled))
 
 
-def _backlog(engines: Mapping[Target, Engine], target: Target, bound: int) -> Check:
-    name = f"backlog:{target.value}"
+def _backlog(engines: Mapping[Target, Engine], target: Target, limits: Limits) -> Check:
+    name, bound = f"backlog:{target.value}", limits.max_backlog
     try:
-        entries = journal_backlog(engines[target])
+        backlog = journal_backlog(engines[target], limits.backlog_grace)
     except Exception as exc:  # unreachable or no journal module: either way unproven
         return Check(name, False, f"cannot read the journal: {describe_error(exc)}")
-    if entries > bound:
+    if backlog.settled > bound:
         return Check(
             name,
             False,
-            f"{entries} journal entries on {target.value} (bound {bound}): these writes are "
+            f"{backlog} journal entries on {target.value} (bound {bound}): these writes are "
             "not on the other database yet; run `dbroute replay` and retry",
         )
-    return Check(name, True, f"{entries} journal entries (bound {bound})")
+    return Check(name, True, f"{backlog} journal entries (bound {bound})")
 
 
 def latest_validation(engines: Mapping[Target, Engine]) -> ValidationRecord | None:

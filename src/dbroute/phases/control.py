@@ -1,10 +1,14 @@
-"""What ``dbroute status``, ``advance`` and ``rollback`` do, as a Python API.
+"""The Python API behind ``dbroute status``, ``advance`` and ``rollback``.
 
+Example::
+
+from contextlib import closing
 from dbroute.phases.control import PhaseControl
-with PhaseControl(RoutingSettings()) as control:
+
+with closing(PhaseControl(RoutingSettings())) as control:
     plan = control.plan(Direction.ADVANCE, Phase.RAMP, percent=Decimal(5))
-    print(plan.checks)            # what was checked, what failed
-    control.execute(plan, by="alice", reason="ticket OPS-12")   # refuses if a check failed
+    print(plan.checks)  # what was checked, what failed
+    control.execute(plan, by="alice", reason="OPS-12")  # refuses if a check failed
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ import socket
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import Engine
 
 from dbroute.errors import PreconditionError
 from dbroute.phases.checks import (
     DEFAULT_LIMITS,
+    Backlog,
     Check,
     Limits,
     ValidationRecord,
@@ -56,7 +60,7 @@ class Status:
     store: StoreReading
     pinned: Phase | None
     health: dict[Target, Health]
-    backlog: dict[Target, int | str]
+    backlog: dict[Target, Backlog | str]
     validation: ValidationRecord | str | None
     lagging_sequences: dict[Target, list[SequenceState] | str]
     history: list[HistoryEntry] = field(default_factory=list)
@@ -87,7 +91,10 @@ class Status:
             },
             "store_in_sync": self.store.in_sync,
             "health": {t.value: h.as_dict() for t, h in self.health.items()},
-            "journal_backlog": {t.value: b for t, b in self.backlog.items()},
+            "journal_backlog": {
+                t.value: b if isinstance(b, str) else {"settled": b.settled, "total": b.total}
+                for t, b in self.backlog.items()
+            },
             "last_validation": validation,
             "lagging_sequences": {
                 t.value: (
@@ -158,7 +165,7 @@ class PhaseControl:
     def status(self, history: int = 5) -> Status:
         """Phase, health, backlog, last validation and sequence state of both databases."""
         health = {t: check_health(t, e) for t, e in self.engines.items()}
-        backlog: dict[Target, int | str] = {}
+        backlog: dict[Target, Backlog | str] = {}
         sequences: dict[Target, list[SequenceState] | str] = {}
         for target, engine in self.engines.items():
             if not health[target].reachable:
@@ -224,21 +231,10 @@ class PhaseControl:
             checks=[check.as_dict() for check in plan.checks],
         )
 
-    def dispose(self) -> None:
-        """Close the admin engines."""
+    def close(self) -> None:
+        """Close the admin engines (use ``contextlib.closing(PhaseControl(...))``)."""
         for engine in self.engines.values():
             engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
 
 
 def _lagging(engine: Engine) -> list[SequenceState]:

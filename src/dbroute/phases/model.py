@@ -187,6 +187,7 @@ def check_transition(
     if move.direction is not direction:
         other = Direction.ROLLBACK if direction is Direction.ADVANCE else Direction.ADVANCE
         raise PhaseTransitionError(
-            f"{move} is a {other.value} move; use `dbroute {other.value} --to {target.value}`"
+            f"{move} moves towards {'RDS' if other is Direction.ADVANCE else 'Neon'}; "
+            f"use `dbroute {other.value} --to {target.value}`"
         )
     return move

@@ -123,7 +123,9 @@ def values_equal(a: Any, b: Any, tolerance: float = 0.0) -> bool:
 
 
 def _rows_equal(a: Sequence[Any], b: Sequence[Any], tolerance: float) -> bool:
-    return len(a) == len(b) and all(values_equal(x, y, tolerance) for x, y in zip(a, b, strict=True))
+    return len(a) == len(b) and all(
+        values_equal(x, y, tolerance) for x, y in zip(a, b, strict=True)
+    )
 
 
 def _sort_key(value: Any) -> tuple[Any, ...]:
@@ -180,9 +182,7 @@ def _compare_ordered(
     )
     if first is None and len(a) == len(b):
         return EQUAL
-    unordered = (
-        _compare_sorted(a, b, tolerance) if tolerance else _compare_multiset(a, b)
-    )
+    unordered = _compare_sorted(a, b, tolerance) if tolerance else _compare_multiset(a, b)
     if unordered.equal:  # the same rows, in another order
         return Comparison(Difference.ORDER, first)
     first = min(len(a), len(b)) if first is None else first
@@ -194,25 +194,25 @@ def _compare_ordered(
     )
 
 
-def _compare_multiset(a: Sequence[tuple[Any, ...]], b: Sequence[tuple[Any, ...]]) -> Comparison:
-    keys_a = [row_key(r) for r in a]
-    keys_b = [row_key(r) for r in b]
-    available = Counter(keys_b)
-    unmatched_a: list[int] = []
-    for i, key in enumerate(keys_a):
+def _unmatched(keys: list[tuple[Any, ...]], others: list[tuple[Any, ...]]) -> list[int]:
+    """Indexes of ``keys`` left over after pairing each with an equal key of ``others``."""
+    available = Counter(others)
+    unmatched: list[int] = []
+    for i, key in enumerate(keys):
         if available[key] > 0:
             available[key] -= 1
         else:
-            unmatched_a.append(i)
+            unmatched.append(i)
+    return unmatched
+
+
+def _compare_multiset(a: Sequence[tuple[Any, ...]], b: Sequence[tuple[Any, ...]]) -> Comparison:
+    keys_a = [row_key(r) for r in a]
+    keys_b = [row_key(r) for r in b]
+    unmatched_a = _unmatched(keys_a, keys_b)
     if not unmatched_a and len(a) == len(b):
         return EQUAL
-    surplus = Counter(keys_a)
-    unmatched_b: list[int] = []
-    for j, key in enumerate(keys_b):
-        if surplus[key] > 0:
-            surplus[key] -= 1
-        else:
-            unmatched_b.append(j)
+    unmatched_b = _unmatched(keys_b, keys_a)
     first = unmatched_a[0] if unmatched_a else len(a)
     return Comparison(
         _kind(a, b), first, tuple(unmatched_a[:_UNMATCHED_CAP]), tuple(unmatched_b[:_UNMATCHED_CAP])

@@ -70,11 +70,10 @@ class BoundedExecutor:
                 self._idle.wait(remaining)
         return True
 
-    def close(self, timeout: float = 5.0) -> int:
-        """Stop the workers: queued jobs are discarded (their count is returned).
+    def stop(self) -> int:
+        """Refuse new jobs, discard the queued ones (their count is returned), stop the workers.
 
-        Running jobs get ``timeout`` seconds to finish; workers are daemon
-        threads, so one stuck past it cannot keep the process alive.
+        Running jobs finish; :meth:`join` waits for them.
         """
         discarded = 0
         with self._lock:
@@ -89,15 +88,23 @@ class BoundedExecutor:
                 discarded += 1
                 self._unfinished -= 1
             self._idle.notify_all()
-        deadline = time.monotonic() + timeout
         for _ in self._threads:  # outside the lock: a finishing worker needs it
-            try:
-                self._queue.put(_STOP, timeout=max(deadline - time.monotonic(), 0.01))
+            try:  # wakes idle workers; busy ones see _closed after their job
+                self._queue.put(_STOP, timeout=0.5)
             except queue.Full:
                 break
+        return discarded
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the workers to exit after :meth:`stop`; ``False`` if one is still busy.
+
+        Workers are daemon threads, so one stuck past ``timeout`` cannot keep the
+        process alive.
+        """
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))
-        return discarded
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _start(self) -> None:
         for number in range(self._workers):
@@ -110,12 +117,17 @@ class BoundedExecutor:
             job = self._queue.get()
             if job is _STOP:
                 return
-            try:
-                job()
-            except Exception:  # a job reports its own errors; this keeps the worker alive
-                log.exception("shadow job failed unexpectedly")
-            finally:
-                with self._idle:
-                    self._unfinished -= 1
-                    if not self._unfinished:
-                        self._idle.notify_all()
+            self._execute(job)
+            if self._closed:
+                return
+
+    def _execute(self, job: Job) -> None:
+        try:
+            job()
+        except Exception:  # a job reports its own errors; this keeps the worker alive
+            log.exception("shadow job failed unexpectedly")
+        finally:
+            with self._idle:
+                self._unfinished -= 1
+                if not self._unfinished:
+                    self._idle.notify_all()

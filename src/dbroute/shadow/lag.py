@@ -15,7 +15,7 @@ Order, column and type differences are never lag.
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -67,9 +67,15 @@ class LagExplainer:
     """Decides whether a difference is lag (see the module docstring)."""
 
     def __init__(
-        self, runner: ShadowRunner, *, recheck_delay: float, float_tolerance: float
+        self,
+        runner: ShadowRunner,
+        *,
+        recheck_delay: float,
+        float_tolerance: float,
+        closing: threading.Event,
     ) -> None:
         self._runner = runner
+        self._closing = closing
         self._delay = recheck_delay
         self._tolerance = float_tolerance
         self._tables: dict[tuple[Target, int], tuple[str, str, tuple[int, ...]] | None] = {}
@@ -94,7 +100,8 @@ class LagExplainer:
             return True
         if self._delay <= 0:
             return False
-        time.sleep(self._delay)
+        if self._closing.wait(self._delay):  # shutting down: no recheck, no verdict of lag
+            return False
         again_primary, _ = self._runner.run(primary_target, sql, parameters)
         again_shadow, _ = self._runner.run(primary_target.other, sql, parameters)
         return compare_results(

@@ -2,10 +2,17 @@
 
 The shadow engines are separate from the application's (created on the first
 shadow, ``DBROUTE_SHADOW_POOL_SIZE`` connections each, no overflow), so a slow
-or failing shadow can never take a connection the application needs. Every
-connection is read-only (``BEGIN READ ONLY``): even a misclassified statement
-cannot write. Rows are read through a server-side cursor, ``row_cap + 1`` at
-most, so a huge result never reaches memory.
+or failing shadow can never take a connection the application needs. One
+shadow is three round trips::
+
+    BEGIN READ ONLY; SET LOCAL statement_timeout = ...   -- even a misjudged statement cannot write
+    DECLARE dbroute_shadow NO SCROLL CURSOR FOR <the primary's SQL, same parameters>
+    FETCH <row_cap + 1> FROM dbroute_shadow; ROLLBACK    -- a huge result never reaches memory
+
+Session-level settings are never changed, so the pools also work behind a
+transaction-mode pooler (Neon's PgBouncer). (psycopg's pipeline mode would
+save a round trip but costs more CPU than it saves, and CPU in the worker is
+what the application's threads feel.)
 """
 
 from __future__ import annotations
@@ -18,15 +25,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 
-from dbroute.shadow.results import Column, ResultSet
+from dbroute.shadow.capture import describe
+from dbroute.shadow.results import ResultSet
 from dbroute.target import Target
 
 __all__ = ["ShadowRunner"]
 
 _CURSOR = "dbroute_shadow"
+_TIMEOUT = "select set_config('statement_timeout', %(ms)s, true)"
+
+
+def _abort(raw: psycopg.Connection[Any], proxy: Any) -> None:
+    """End the failed shadow's transaction; a connection that cannot is discarded."""
+    try:
+        raw.execute("rollback")
+    except Exception:  # broken connection: the pool must not hand it out again
+        proxy.invalidate()
 
 
 class ShadowRunner:
@@ -38,6 +55,9 @@ class ShadowRunner:
         self._urls = dict(urls)
         self._pool_size = pool_size
         self._timeout_ms = str(max(1, round(statement_timeout * 1000)))
+        # Our own integers only: simple-query statements, one round trip each.
+        self._begin = f"begin read only; set local statement_timeout = {self._timeout_ms}".encode()
+        self._fetch = f"fetch {row_cap + 1} from {_CURSOR}; rollback".encode()
         self._connect_timeout = max(1, math.ceil(statement_timeout))
         self._pool_timeout = statement_timeout
         self._row_cap = row_cap
@@ -58,29 +78,29 @@ class ShadowRunner:
         return engine
 
     def _create(self, target: Target) -> Engine:
-        engine = create_engine(
+        # AUTOCOMMIT: psycopg sends no BEGIN of its own; each shadow sends BEGIN READ ONLY.
+        return create_engine(
             self._urls[target],
+            isolation_level="AUTOCOMMIT",
             pool_size=self._pool_size,
             max_overflow=0,
             pool_timeout=self._pool_timeout,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per shadow): a dead connection fails one
+            # shadow, which counts as an error and discards the connection.
+            pool_pre_ping=False,
             connect_args={"connect_timeout": self._connect_timeout},
         )
 
-        @event.listens_for(engine, "connect")
-        def _read_only(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.read_only = True  # every transaction: BEGIN READ ONLY
-
-        return engine
-
     @contextlib.contextmanager
     def connect(self, target: Target) -> Iterator[Connection]:
-        """A read-only SQLAlchemy connection to ``target`` with the shadow timeout set."""
+        """A SQLAlchemy connection to ``target`` in a read-only transaction with the timeout."""
         with self.engine(target).connect() as connection:
-            connection.exec_driver_sql(
-                "select set_config('statement_timeout', %(ms)s, true)", {"ms": self._timeout_ms}
-            )
-            yield connection
+            connection.exec_driver_sql("begin read only")
+            try:
+                connection.exec_driver_sql(_TIMEOUT, {"ms": self._timeout_ms})
+                yield connection
+            finally:
+                connection.exec_driver_sql("rollback")
 
     def run(
         self, target: Target, sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None
@@ -91,27 +111,25 @@ class ShadowRunner:
         with self._lock:
             self._active.add(raw)
         try:
-            with raw.cursor() as cursor:
-                cursor.execute(
-                    "select set_config('statement_timeout', %s, true)", (self._timeout_ms,)
-                )
-            started = time.perf_counter()
-            with raw.cursor(name=_CURSOR) as server_cursor:
-                server_cursor.execute(sql, parameters)
-                rows = server_cursor.fetchmany(self._row_cap + 1)
-                result = server_cursor.pgresult
-                tables = (
-                    tuple((result.ftable(i), result.ftablecol(i)) for i in range(result.nfields))
-                    if result is not None
-                    else ()
-                )
-                columns = tuple(Column(c.name, c.type_code) for c in server_cursor.description or ())
-            elapsed = time.perf_counter() - started
-            raw.rollback()
+            try:
+                with raw.cursor() as cursor:
+                    cursor.execute(self._begin)
+                    started = time.perf_counter()
+                    cursor.execute(f"declare {_CURSOR} no scroll cursor for {sql}", parameters)
+                    cursor.execute(self._fetch)  # the FETCH's rows are the first result
+                    rows = cursor.fetchall()
+                    elapsed = time.perf_counter() - started
+                    result = cursor.pgresult
+            except Exception:
+                _abort(raw, proxy)
+                raise
         finally:
             with self._lock:
                 self._active.discard(raw)
-            proxy.close()  # back to the pool; the pool rolls back whatever is left
+            proxy.close()  # back to the pool (or discarded, when invalidated)
+        if result is None:  # cannot happen after fetchall(); keeps the types honest
+            raise psycopg.InterfaceError("shadow FETCH returned no result")
+        columns, tables = describe(result, raw.info.encoding)
         return ResultSet(columns, rows, tables), elapsed
 
     def cancel_running(self) -> None:

@@ -28,21 +28,26 @@ class Sampler:
         self._seed = seed
         self._random = random.Random()  # noqa: S311 - sampling, not security
 
-    @property
-    def always(self) -> bool:
-        """Whether every read is shadowed (100 %)."""
-        return self._threshold >= BUCKETS
+    def decide_early(self) -> bool | None:
+        """The decision when it does not depend on the query (no seed); else ``None``.
 
-    def sampled(self, sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None) -> bool:
-        """Whether the read ``sql`` with ``parameters`` is shadowed."""
+        Lets a read that is not sampled skip all shadow work before it runs.
+        """
         if self._threshold >= BUCKETS:
             return True
         if self._threshold <= 0:
             return False
         if self._seed is None:
             return self._random.randrange(BUCKETS) < self._threshold
+        return None
+
+    def sampled(self, sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None) -> bool:
+        """Whether the read ``sql`` with ``parameters`` is shadowed."""
+        early = self.decide_early()
+        if early is not None:
+            return early
         key = f"{sql}\x00{_render(parameters)}"
-        return hash_bucket(key, self._seed) < self._threshold
+        return hash_bucket(key, str(self._seed)) < self._threshold
 
 
 def _render(parameters: Mapping[str, Any] | Sequence[Any] | None) -> str:

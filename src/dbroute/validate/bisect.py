@@ -31,6 +31,12 @@ __all__ = ["BisectOptions", "Bisector", "RawDiff"]
 
 T = TypeVar("T")
 
+#: Rows downloaded per leaf query at most (several small segments in one query).
+LEAF_BATCH_ROWS = 20_000
+
+#: Tables estimated at least this large are sampled by blocks, smaller ones by rows.
+BLOCK_SAMPLE_ROWS = 200_000
+
 
 @dataclass(frozen=True)
 class BisectOptions:
@@ -84,16 +90,27 @@ class Bisector:
         # Small tables get one checksum each side (exact counts, nothing downloaded when
         # equal): a stale estimate can never make the whole table a "leaf".
         if estimate > self.options.leaf_rows:
+            # Segments of about half a leaf: most mismatching ones are leaves at once.
             pieces = min(
-                self.options.max_segments, max(2, math.ceil(estimate / self.options.leaf_rows))
+                self.options.max_segments, max(2, math.ceil(2 * estimate / self.options.leaf_rows))
             )
             sample_side = self.neon if estimate_neon >= estimate_rds else self.rds
             percent = min(100.0, 100.0 * pieces * self.options.sample_per_segment / estimate)
-            bounds = self.query.sample_boundaries(sample_side, percent, pieces)
-            self.result.queries += 1
+            method = "system" if estimate >= BLOCK_SAMPLE_ROWS else "bernoulli"
+            bounds = self._sample(sample_side, percent, pieces, method)
         totals = self._compare(KeyRange(), bounds)
         self.result.rows_neon, self.result.rows_rds = totals
         return self.result
+
+    def _sample(self, side: Side, percent: float, pieces: int, method: str) -> list[KeyValue]:
+        """Quantile keys from a block sample; a smaller sample after each timeout."""
+        for _ in range(6):
+            self.result.queries += 1
+            try:
+                return self.query.sample_boundaries(side, percent, pieces, method)
+            except QueryTimeout:
+                percent /= 4
+        return []  # one segment: the checksum query then splits or reports the timeout
 
     def _both(self, neon: Callable[[Side], T], rds: Callable[[Side], T]) -> tuple[T, T]:
         future = self._helper.submit(rds, self.rds)
@@ -109,44 +126,87 @@ class Bisector:
             lambda side: self._checksums(side, key_range, bounds),
             lambda side: self._checksums(side, key_range, bounds),
         )
-        for segment, ours, theirs in zip(key_range.split(bounds), neon, rds, strict=True):
-            if ours != theirs:
-                self._descend(segment, ours, theirs)
+        self._resolve(key_range.split(bounds), neon, rds)
         return sum(c[0] for c in neon), sum(c[0] for c in rds)
 
-    def _descend(self, segment: KeyRange, neon: Checksum, rds: Checksum) -> None:
-        rows = max(neon[0], rds[0])
-        if rows <= self.options.leaf_rows:
-            self._leaf(segment)
+    def _resolve(
+        self, segments: Sequence[KeyRange], neon: Sequence[Checksum], rds: Sequence[Checksum]
+    ) -> None:
+        """Download the small mismatching segments; cut the large ones and compare again.
+
+        A whole level goes at once: one download and one checksum query per
+        server, whatever the number of mismatching segments.
+        """
+        small: list[KeyRange] = []
+        large: list[tuple[KeyRange, list[KeyValue]]] = []
+        for segment, ours, theirs in zip(segments, neon, rds, strict=True):
+            if ours == theirs:
+                continue
+            rows = max(ours[0], theirs[0])
+            cuts = [] if rows <= self.options.leaf_rows else self._cut(segment, ours, theirs)
+            if cuts:
+                large.append((segment, cuts))
+            else:
+                small.append(segment)
+        self._download(small)
+        if not large:
             return
+        # One set of bounds for all large segments: their edges and their cuts. Buckets
+        # between them hold no row (only rows inside the segments are read).
+        bounds: list[KeyValue] = []
+        for segment, cuts in large:
+            for edge in (segment.lo, *cuts, segment.hi):
+                if edge is not None and (not bounds or bounds[-1] != edge):
+                    bounds.append(edge)
+        within = [segment for segment, _ in large]
+        neon_sums, rds_sums = self._both(
+            lambda side: self._checksums(side, KeyRange(), bounds, within),
+            lambda side: self._checksums(side, KeyRange(), bounds, within),
+        )
+        self._resolve(KeyRange().split(bounds), neon_sums, rds_sums)
+
+    def _cut(self, segment: KeyRange, neon: Checksum, rds: Checksum) -> list[KeyValue]:
+        """Keys cutting a large segment into ``factor`` pieces (its own quantiles)."""
+        rows = max(neon[0], rds[0])
         side = self.neon if neon[0] >= rds[0] else self.rds
         pieces = min(self.options.factor, math.ceil(rows / self.options.leaf_rows))
-        bounds = self._guarded(side, segment, lambda: self.query.boundaries(side, segment, rows, pieces))
         self.result.queries += 1
-        if bounds:
-            self._compare(segment, bounds)
-        else:  # cannot be cut further (every key is on the other side)
-            self._leaf(segment)
+        return self._guarded(
+            side, segment, lambda: self.query.boundaries(side, segment, rows, pieces)
+        )
 
     def _checksums(
-        self, side: Side, key_range: KeyRange, bounds: Sequence[KeyValue]
+        self,
+        side: Side,
+        key_range: KeyRange,
+        bounds: Sequence[KeyValue],
+        within: Sequence[KeyRange] = (),
     ) -> list[Checksum]:
         self.result.queries += 1
         try:
-            return self.query.checksums(side, key_range, bounds)
+            return self.query.checksums(side, key_range, bounds, within)
         except QueryTimeout:
             if not bounds:
                 raise self._timeout(side, key_range) from None
         # Adapt: half the segments per query, same snapshot, same answer.
         middle = len(bounds) // 2
-        left = self._checksums(side, KeyRange(key_range.lo, bounds[middle]), bounds[:middle])
-        right = self._checksums(side, KeyRange(bounds[middle], key_range.hi), bounds[middle + 1 :])
-        return left + right
+        left = KeyRange(key_range.lo, bounds[middle])
+        right = KeyRange(bounds[middle], key_range.hi)
+        return self._checksums(side, left, bounds[:middle], within) + self._checksums(
+            side, right, bounds[middle + 1 :], within
+        )
 
-    def _leaf(self, segment: KeyRange) -> tuple[int, int]:
+    def _download(self, segments: Sequence[KeyRange]) -> None:
+        """Download and compare ``segments`` in batches of about ``LEAF_BATCH_ROWS`` rows."""
+        batch = max(1, LEAF_BATCH_ROWS // self.options.leaf_rows)
+        for start in range(0, len(segments), batch):
+            self._leaves(segments[start : start + batch])
+
+    def _leaves(self, segments: Sequence[KeyRange]) -> None:
+        span = KeyRange(segments[0].lo, segments[-1].hi)
         neon, rds = self._both(
-            lambda side: self._guarded(side, segment, lambda: self.query.row_hashes(side, segment)),
-            lambda side: self._guarded(side, segment, lambda: self.query.row_hashes(side, segment)),
+            lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments)),
+            lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments)),
         )
         self.result.queries += 2
         self.result.rows_downloaded += len(neon) + len(rds)
@@ -157,7 +217,6 @@ class Bisector:
             elif other != value:
                 self.result.changed.append(key)
         self.result.only_in_rds.extend(key for key in rds if key not in neon)
-        return len(neon), len(rds)
 
     def _guarded(self, side: Side, segment: KeyRange, work: Callable[[], T]) -> T:
         try:

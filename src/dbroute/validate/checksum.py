@@ -58,28 +58,40 @@ class TableQuery:
             return f"('x' || left(md5({rendered}), 16))::bit(64)::bigint"
         return f"hashtextextended({rendered}, 0)"
 
-    def where(self, key_range: KeyRange) -> Sql:
-        """The ``where`` clause selecting ``key_range`` (and the filter)."""
+    def where(self, key_range: KeyRange, within: Sequence[KeyRange] = ()) -> Sql:
+        """The ``where`` clause: rows in ``key_range`` and in any of ``within``, and the filter."""
         sql = Sql(" where ").extend(self.key.in_range(key_range))
+        if within:
+            sql.add(" and (")
+            for i, segment in enumerate(within):
+                sql.add(" or " if i else "").add("(").extend(self.key.in_range(segment)).add(")")
+            sql.add(")")
         if self.filter.text:
             sql.add(" and (").extend(self.filter).add(")")
         return sql
 
     def checksums(
-        self, side: Side, key_range: KeyRange, bounds: Sequence[KeyValue]
+        self,
+        side: Side,
+        key_range: KeyRange,
+        bounds: Sequence[KeyValue],
+        within: Sequence[KeyRange] = (),
     ) -> list[Checksum]:
-        """The checksums of the ``len(bounds) + 1`` segments ``bounds`` cut ``key_range`` into."""
+        """The checksums of the ``len(bounds) + 1`` segments ``bounds`` cut ``key_range`` into.
+
+        ``within`` restricts the rows further (the mismatching segments of a level).
+        """
         bucket = self.key.bucket(bounds)
         sql = Sql("select ").extend(bucket)
         sql.add(f", count(*), sum({self.row_hash()}) from {self.qualified} t")
-        sql.extend(self.where(key_range)).add(" group by 1")
+        sql.extend(self.where(key_range, within)).add(" group by 1")
         found = {int(b): (int(n), int(s)) for b, n, s in side.query(sql.text, sql.args)}
         return [found.get(i, (0, 0)) for i in range(len(bounds) + 1)]
 
-    def row_hashes(self, side: Side, key_range: KeyRange) -> dict[KeyValue, int]:
-        """Every row of ``key_range`` as key -> hash (for small segments)."""
+    def row_hashes(self, side: Side, segments: Sequence[KeyRange]) -> dict[KeyValue, int]:
+        """Every row of the (small) ``segments`` as key -> hash."""
         sql = Sql(f"select {self.key.as_text()}, {self.row_hash()} from {self.qualified} t")
-        sql.extend(self.where(key_range))
+        sql.extend(self.where(KeyRange(), segments))
         width = len(self.key.columns)
         return {tuple(row[:width]): int(row[width]) for row in side.query(sql.text, sql.args)}
 
@@ -90,7 +102,9 @@ class TableQuery:
         width = len(self.key.columns)
         return {tuple(row[:width]): int(row[width]) for row in side.query(sql.text, sql.args)}
 
-    def texts_of(self, side: Side, keys: Sequence[KeyValue]) -> dict[KeyValue, tuple[str | None, ...]]:
+    def texts_of(
+        self, side: Side, keys: Sequence[KeyValue]
+    ) -> dict[KeyValue, tuple[str | None, ...]]:
         """The compared columns of the rows with ``keys``, each rendered as text."""
         values = ", ".join(f"t.{quote_ident(c)}::text" for c in self.columns)
         sql = Sql(f"select {self.key.as_text()}, {values} from {self.qualified} t")
@@ -110,9 +124,15 @@ class TableQuery:
         sql.add(" order by s.rn")
         return [tuple(row) for row in side.query(sql.text, sql.args)]
 
-    def sample_boundaries(self, side: Side, percent: float, pieces: int) -> list[KeyValue]:
-        """About ``pieces - 1`` quantile keys from a block sample (``TABLESAMPLE SYSTEM``)."""
-        sql = Sql(f"select {self.key.as_text()} from {self.qualified} t tablesample system (")
+    def sample_boundaries(
+        self, side: Side, percent: float, pieces: int, method: str = "system"
+    ) -> list[KeyValue]:
+        """About ``pieces - 1`` quantile keys from a sample (``TABLESAMPLE system|bernoulli``).
+
+        ``system`` samples whole blocks (reads only those); ``bernoulli`` rows
+        (reads every block, but even a table of a few blocks gets a fair sample).
+        """
+        sql = Sql(f"select {self.key.as_text()} from {self.qualified} t tablesample {method} (")
         sql.add(f"{percent:.6f})").extend(self.where(KeyRange()))
         sql.add(f" order by {self.key.order_by()}")
         keys = [tuple(row) for row in side.query(sql.text, sql.args)]

@@ -28,7 +28,9 @@ def engines_of(router: Router) -> tuple[Engine, Engine]:
 
 
 @contextlib.contextmanager
-def engine_pair(neon: Database, rds: Database, connections: int = 4) -> Iterator[tuple[Engine, Engine]]:
+def engine_pair(
+    neon: Database, rds: Database, connections: int = 4
+) -> Iterator[tuple[Engine, Engine]]:
     """Engines for ``neon`` and ``rds``; those created here (from URLs) are disposed on exit.
 
     ``connections`` bounds the pool of an engine created here.
@@ -43,7 +45,11 @@ def engine_pair(neon: Database, rds: Database, connections: int = 4) -> Iterator
             url = normalize_url(raw)
         except ValueError as exc:
             raise ConfigurationError(f"database URL {exc}") from None
-        options: dict[str, Any] = {"pool_size": connections, "max_overflow": 0, "pool_pre_ping": True}
+        options: dict[str, Any] = {
+            "pool_size": connections,
+            "max_overflow": 0,
+            "pool_pre_ping": True,
+        }
         engine = create_engine(url, **options)
         created.append(engine)
         return engine

@@ -124,9 +124,13 @@ def _filter(table: Table, options: DataOptions) -> Sql:
     if options.since:
         column, value = options.since
         if column not in {c.name for c in table.columns}:
-            raise ConfigurationError(f"--since column {column!r} is not a column of {table.qualified}")
+            raise ConfigurationError(
+                f"--since column {column!r} is not a column of {table.qualified}"
+            )
         type_ = table.column(column).type
-        sql.add(" and " if sql.text else "").add(f"t.{quote_ident(column)} >= %s::text::{type_}", value)
+        sql.add(" and " if sql.text else "").add(
+            f"t.{quote_ident(column)} >= %s::text::{type_}", value
+        )
     return sql
 
 
@@ -137,7 +141,7 @@ def compare_tables(
     options: DataOptions,
     progress: Callable[[TableDiff], None] | None = None,
 ) -> DataReport:
-    """Compare every planned table, ``options.jobs`` at a time (each uses one connection per server)."""
+    """Compare the planned tables, ``options.jobs`` at a time (one connection per server each)."""
     results: list[TableDiff] = []
 
     def one(plan: Plan) -> TableDiff:
@@ -178,7 +182,9 @@ def _compare_one(neon: Engine, rds: Engine, plan: Plan, options: DataOptions) ->
 
 def _estimate(side: Side, query: TableQuery) -> int:
     """The planner's row count; an exact count when the table was never analyzed."""
-    rows = side.query("select reltuples::bigint from pg_class where oid = %s::regclass", [query.qualified])
+    rows = side.query(
+        "select reltuples::bigint from pg_class where oid = %s::regclass", [query.qualified]
+    )
     estimate = int(rows[0][0])
     if estimate < 0:  # never vacuumed nor analyzed: count rather than guess
         estimate = int(side.query(f"select count(*) from {query.qualified}")[0][0])

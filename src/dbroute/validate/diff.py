@@ -64,7 +64,9 @@ def classify(
         pending = journal_keys(neon, result.schema, result.table) | journal_keys(
             rds, result.schema, result.table
         )
-    result.pending = sorted(k for k in (*raw.only_in_neon, *raw.only_in_rds, *raw.changed) if k in pending)
+    result.pending = sorted(
+        k for k in (*raw.only_in_neon, *raw.only_in_rds, *raw.changed) if k in pending
+    )
     result.only_in_neon = sorted(k for k in raw.only_in_neon if k not in pending)
     result.only_in_rds = sorted(k for k in raw.only_in_rds if k not in pending)
     changed = [k for k in raw.changed if k not in pending]

@@ -130,15 +130,27 @@ class KeySpec:
         return sql.add(" end")
 
     def join_keys(self, keys: Sequence[KeyValue], alias: str = "t") -> Sql:
-        """A ``join`` restricting ``alias`` to ``keys`` (one array parameter per key column)."""
+        """A clause after ``from table alias`` restricting it to ``keys`` (index lookups).
+
+        Single-column keys use ``= any(array)``, composite keys a join with
+        ``unnest`` of one array per key column.
+        """
+        columns: list[object] = [[key[i] for key in keys] for i in range(len(self.columns))]
+        if len(self.columns) == 1:
+            column = f"{alias}.{quote_ident(self.columns[0])}"
+            return Sql(f" where {column} = any(%s::text[]::{self.types[0]}[])", columns)
         names = [f"k{i}" for i in range(len(self.columns))]
         arrays = ", ".join("%s::text[]" for _ in names)
-        on = " and ".join(
-            f"{alias}.{quote_ident(c)} = k.{n}::{t}"
-            for c, n, t in zip(self.columns, names, self.types, strict=True)
+        return Sql(
+            f" join unnest({arrays}) as k({', '.join(names)}) on {self.match(alias, 'k')}", columns
         )
-        columns = [[key[i] for key in keys] for i in range(len(self.columns))]
-        return Sql(f" join unnest({arrays}) as k({', '.join(names)}) on {on}", columns)
+
+    def match(self, alias: str, keys: str) -> str:
+        """``alias``'s key equals the text key columns ``keys.k0, keys.k1, ...``."""
+        return " and ".join(
+            f"{alias}.{quote_ident(c)} = {keys}.k{i}::{t}"
+            for i, (c, t) in enumerate(zip(self.columns, self.types, strict=True))
+        )
 
 
 @dataclass(frozen=True)

@@ -177,9 +177,7 @@ class ValidationReport:
             summary["tables"] = len(self.data.tables)
             summary["rows_differing"] = self.data.differences
             summary["rows_pending"] = sum(len(t.pending) for t in self.data.tables)
-            summary["tables_differing"] = sorted(
-                t.name for t in self.data.tables if t.differences
-            )
+            summary["tables_differing"] = sorted(t.name for t in self.data.tables if t.differences)
             summary["tables_skipped"] = {t.name: t.skipped for t in self.data.skipped}
         return summary
 

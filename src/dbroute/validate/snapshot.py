@@ -63,14 +63,15 @@ class Side:
 def open_side(
     engine: Engine, target: Target, *, read_only: bool = True, statement_timeout_ms: int = 0
 ) -> Iterator[Side]:
-    """A connection to ``engine`` in a REPEATABLE READ (read-only) transaction, settings pinned.
+    """A connection to ``engine`` in a transaction with the rendering settings pinned.
 
-    Everything read through it sees one snapshot. The transaction is rolled
-    back on exit unless ``read_only`` is false and the block succeeded.
+    Read-only (the default): REPEATABLE READ READ ONLY, so everything read sees
+    one snapshot, rolled back on exit. Otherwise a READ COMMITTED transaction
+    committed when the block succeeds (repair, sequence sync).
     """
-    options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
+    options: dict[str, Any] = {"isolation_level": "READ COMMITTED"}
     if read_only:
-        options["postgresql_readonly"] = True
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
     with engine.connect() as base:
         conn = base.execution_options(**options)
         with conn.begin() as transaction:

@@ -1,0 +1,135 @@
+"""Shadow reads: primary-path latency with every read shadowed vs none, same run.
+
+    python benchmarks/bench_shadow.py [--calls 300] [--rounds 10]
+
+Four ways to run one routed read (``router.session(key)``, a 10-row select,
+``.all()``, close), timed per call and reported as p50/p90:
+
+* ``shadow 0 %``      the baseline: no hooks attached;
+* ``shadow 10 %``     one read in ten shadowed (a typical experiment);
+* ``shadow 100 %``    every read copied and shadowed in the background
+                      (goal: p50 <= 1.05x the baseline);
+* ``laboratory``      GitHub Scientist's Python port running the same read on
+                      the other database inline as its candidate (the cost
+                      dbroute avoids; expected ~2x).
+
+Blocks of ``--calls`` reads alternate between the variants; after each
+shadowed block the shadow queue is drained (untimed), so the baseline never
+pays for the shadow's backlog while the shadowed block does pay for its own
+background work competing for the CPU and the GIL.
+
+"caller CPU" is the CPU time of the calling thread alone (``time.thread_time``):
+what the read itself costs, free of scheduling noise and of time spent waiting
+for the GIL; "wall" is what the caller experiences on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import laboratory
+from sqlalchemy import text
+
+from dbroute import Router, RoutingSettings, Target
+from dbroute.testing import create_database_pair, start_server_pair
+
+QUERY = text("select id, name, price from items where id between :a and :a + 9")
+SETUP = """
+create table items (id int primary key, name text not null, price numeric(10, 2) not null);
+insert into items select g, 'item-' || g, g * 1.25 from generate_series(1, 1000) g;
+"""
+
+
+def routed_read(router: Router) -> Callable[[int], object]:
+    def read(n: int) -> object:
+        with router.session(f"user-{n % 100}") as session:
+            return session.execute(QUERY, {"a": n % 990 + 1}).all()
+
+    return read
+
+
+def laboratory_read(router: Router) -> Callable[[int], object]:
+    primary = routed_read(router)
+
+    def candidate(n: int) -> object:
+        with router.engine(Target.RDS).connect() as conn:
+            return conn.execute(QUERY, {"a": n % 990 + 1}).all()
+
+    def read(n: int) -> object:
+        experiment = laboratory.Experiment(name="shadow")
+        experiment.control(primary, args=[n])
+        experiment.candidate(candidate, args=[n])
+        return experiment.conduct()
+
+    return read
+
+
+def timed(read: Callable[[int], object], start: int, calls: int) -> list[tuple[float, float]]:
+    """(wall seconds, calling thread's CPU seconds) of each read."""
+    samples = []
+    for n in range(start, start + calls):
+        began, cpu = time.perf_counter(), time.thread_time()
+        read(n)
+        samples.append((time.perf_counter() - began, time.thread_time() - cpu))
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=50, help="reads per block")
+    parser.add_argument("--rounds", type=int, default=60, help="blocks per variant")
+    args = parser.parse_args()
+    with start_server_pair() as pair:
+        databases = create_database_pair(pair, prefix="bench")
+        base = {"neon_url": databases.neon_url, "rds_url": databases.rds_url}
+        plain = Router(RoutingSettings(**base))
+        shadowed = Router(
+            RoutingSettings(**base, shadow_read_percent=100, shadow_queue_size=100_000)
+        )
+        tenth = Router(RoutingSettings(**base, shadow_read_percent=10, shadow_queue_size=100_000))
+        for target in Target:
+            with plain.engine(target).begin() as conn:
+                conn.exec_driver_sql(SETUP)
+        variants = {
+            "shadow 0 %": routed_read(plain),
+            "shadow 10 %": routed_read(tenth),
+            "shadow 100 %": routed_read(shadowed),
+            "laboratory (inline candidate)": laboratory_read(plain),
+        }
+        for read in variants.values():  # warm-up: pools, statement caches
+            timed(read, 0, args.calls)
+        shadowed.shadow_flush(60)
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for round_number in range(args.rounds):
+            for name, read in variants.items():
+                samples[name] += timed(read, round_number * args.calls, args.calls)
+                shadowed.shadow_flush(60)
+                tenth.shadow_flush(60)
+        report = shadowed.shadow_report()
+        wall0 = statistics.median(w for w, _ in samples["shadow 0 %"])
+        cpu0 = statistics.median(c for _, c in samples["shadow 0 %"])
+        print(f"\n{args.rounds} x {args.calls} reads per variant (10 rows each)")
+        print(
+            f"  {'':32} {'wall p50':>9} {'p90':>9} {'ratio':>7} {'caller CPU p50':>15} {'ratio':>7}"
+        )
+        for name, values in samples.items():
+            wall = [w for w, _ in values]
+            p50, p90 = statistics.median(wall), statistics.quantiles(wall, n=10)[-1]
+            cpu = statistics.median(c for _, c in values)
+            print(
+                f"  {name:<32} {p50 * 1e6:7.0f}us {p90 * 1e6:7.0f}us {p50 / wall0:6.3f}x"
+                f" {cpu * 1e6:13.0f}us {cpu / cpu0:6.3f}x"
+            )
+        print(
+            f"  shadowed reads compared: {report.compared}, mismatched: {report.mismatched}, "
+            f"errors: {report.errors}, dropped: {report.dropped}"
+        )
+        for router in (plain, tenth, shadowed):
+            router.dispose()
+
+
+if __name__ == "__main__":
+    main()

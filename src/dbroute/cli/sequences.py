@@ -1,0 +1,54 @@
+"""``dbroute sequences sync --from neon|rds``: move the other database's sequences forward."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+
+from dbroute.settings import RoutingSettings
+from dbroute.target import Target
+from dbroute.validate import sync_sequences
+from dbroute.validate.render import render_sequences
+
+__all__ = ["sequences_group"]
+
+
+@click.group("sequences")
+def sequences_group() -> None:
+    """Sequence maintenance after a copy (pg_restore, logical replication)."""
+
+
+@click.command("sync")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Choice([t.value for t in Target]),
+    help="The authoritative database; the other one's sequences move.",
+)
+@click.option("--schema", "schemas", multiple=True, help="Schema (repeatable; default all).")
+@click.option("--dry-run", is_flag=True, help="Show what would move; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def sync_command(source: str, schemas: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Move the other database's sequences to at least the source's and the keys' position.
+
+    Every sequence and identity column of the other database is set to at
+    least max(its largest key + 1, the source sequence's next value). Idempotent.
+    """
+    settings = RoutingSettings()
+    changes = sync_sequences(
+        settings.url(Target.NEON),
+        settings.url(Target.RDS),
+        Target(source),
+        dry_run=dry_run,
+        schemas=schemas or None,
+    )
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in changes], indent=2))
+    else:
+        render_sequences(Console(), changes, dry_run)
+
+
+sequences_group.add_command(sync_command)

@@ -1,0 +1,88 @@
+"""Conflicts: a shared row changed on both databases since they were last in sync is
+detected, reported, and never silently overwritten, in mirroring and in replay."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import text
+from tests.dualwrite.conftest import assert_converged, create_schema, kv_rows, write
+
+from dbroute.errors import WriteConflictError
+from dbroute.target import Target
+
+SETTINGS = {
+    "dual_write": True,
+    "force_rds": "on-rds",
+    "dual_write_pause_ms": 0,
+    "dual_write_lock_timeout_ms": 100,
+}
+
+
+@contextmanager
+def secondary_locked(router, target):
+    """Hold kv locked on ``target`` so mirrors into it time out (and journal)."""
+    with router.engine(target).connect() as conn, conn.begin():
+        conn.execute(text("lock table kv in access exclusive mode"))
+        yield
+
+
+@pytest.fixture
+def ramp_router(make_router):
+    router = make_router(**SETTINGS)
+    create_schema(router)
+    router.setup()
+    write(router, "on-neon", "insert into kv values (1, 0), (2, 0)")
+    return router
+
+
+def test_conflict_detected_when_mirroring_and_left_for_the_operator(ramp_router, metric_value):
+    before = metric_value("dbroute.dualwrite.conflicts")
+    with secondary_locked(ramp_router, Target.RDS):  # Neon's change stays journaled
+        write(ramp_router, "on-neon", "update kv set v = 10 where k = 1")
+    # An RDS user changes the same row: copying it to Neon would overwrite Neon's change.
+    write(ramp_router, "on-rds", "update kv set v = 20 where k = 1")
+    write(ramp_router, "on-rds", "update kv set v = 21 where k = 2")  # no conflict here
+    assert metric_value("dbroute.dualwrite.conflicts") > before
+    assert kv_rows(ramp_router.engine(Target.NEON)) == {1: 10, 2: 21}
+    assert kv_rows(ramp_router.engine(Target.RDS)) == {1: 20, 2: 21}
+    report = ramp_router.replay()
+    assert {(c.table_name, c.pk) for c in report.conflicts} == {("kv", ("1",))}
+    assert not report.ok
+    # Nothing was overwritten, the entries stay on both sides.
+    assert kv_rows(ramp_router.engine(Target.NEON)) == {1: 10, 2: 21}
+    assert kv_rows(ramp_router.engine(Target.RDS)) == {1: 20, 2: 21}
+    with ramp_router.engine(Target.RDS).connect() as conn:
+        assert conn.execute(text("select bool_and(conflict) from dbroute.journal")).scalar()
+    report = ramp_router.replay(prefer=Target.RDS)
+    assert report.resolved == 1
+    assert_converged(ramp_router)
+    assert kv_rows(ramp_router.engine(Target.NEON)) == {1: 20, 2: 21}
+
+
+def test_conflict_detected_by_replay(ramp_router):
+    with secondary_locked(ramp_router, Target.RDS):
+        write(ramp_router, "on-neon", "update kv set v = 10 where k = 1")
+    with secondary_locked(ramp_router, Target.NEON):
+        write(ramp_router, "on-rds", "update kv set v = 20 where k = 1")
+    report = ramp_router.replay()
+    assert len(report.conflicts) == 2  # each side's entry, each reported
+    assert kv_rows(ramp_router.engine(Target.NEON))[1] == 10
+    assert kv_rows(ramp_router.engine(Target.RDS))[1] == 20
+    assert ramp_router.replay(prefer=Target.NEON).resolved == 1
+    assert_converged(ramp_router)
+    assert kv_rows(ramp_router.engine(Target.RDS))[1] == 10
+
+
+def test_strict_mode_raises_on_conflict(make_router):
+    router = make_router(**SETTINGS, dual_write_mode="strict")
+    create_schema(router)
+    router.setup()
+    with router.engine(Target.NEON).begin() as conn:  # an unmirrored change on Neon
+        conn.execute(text("insert into kv values (1, 1)"))
+    with pytest.raises(WriteConflictError) as raised:
+        write(router, "on-rds", "insert into kv values (1, 2)")
+    assert [c.pk for c in raised.value.conflicts] == [("1",)]
+    assert kv_rows(router.engine(Target.RDS)) == {}
+    assert_converged(router)

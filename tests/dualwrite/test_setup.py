@@ -1,0 +1,126 @@
+"""setup / teardown: idempotent, refuses what it cannot mirror, never half-mirrors."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from tests.dualwrite.conftest import assert_converged, create_schema, write
+
+from dbroute.cli import main
+from dbroute.dualwrite.journal import backlog, pending_keys
+from dbroute.errors import DualWriteNotSetUpError, DualWriteSetupError
+from dbroute.target import Target
+
+
+def _triggers(router, target):
+    with router.engine(target).connect() as conn:
+        return conn.execute(
+            text("select count(*) from pg_trigger where tgname like 'dbroute\\_%'")
+        ).scalar_one()
+
+
+def test_setup_is_idempotent_and_teardown_removes_everything(dual_router):
+    reports = dual_router.setup()  # a second time: nothing changes
+    assert {str(t) for t in reports[0].captured} == {
+        "public.accounts",
+        "public.entries",
+        "public.audit",
+        "public.counters",
+        "public.kv",
+    }
+    assert [str(t) for t in reports[0].captured].index("public.accounts") < [
+        str(t) for t in reports[0].captured
+    ].index("public.entries")  # parents before children
+    assert _triggers(dual_router, Target.NEON) == 5 * 4
+    dual_router.teardown()
+    for target in Target:
+        assert _triggers(dual_router, target) == 0
+        with dual_router.engine(target).connect() as conn:
+            assert backlog(conn) == 0
+            assert pending_keys(conn, "public", "kv") == set()
+
+
+def test_tables_without_primary_key_are_refused_by_name(make_router):
+    router = make_router()
+    create_schema(router, "create table logs (line text); create table t (id int primary key);")
+    with pytest.raises(DualWriteSetupError, match=r"public\.logs"):
+        router.setup()
+    assert _triggers(router, Target.NEON) == 0  # nothing installed
+    reports = router.setup(exclude=["logs"])
+    assert reports[0].excluded == ("public.logs",)
+    assert [str(t) for t in reports[0].captured] == ["public.t"]
+
+
+def test_databases_with_different_tables_are_refused(make_router):
+    router = make_router()
+    with router.engine(Target.NEON).begin() as conn:
+        conn.execute(text("create table only_here (id int primary key)"))
+    with pytest.raises(DualWriteSetupError, match="only_here"):
+        router.setup()
+
+
+def test_teardown_refuses_while_the_journal_holds_entries(dual_router):
+    with dual_router.engine(Target.NEON).begin() as conn:
+        conn.execute(text("insert into kv values (1, 1)"))
+    with pytest.raises(DualWriteSetupError, match="1 entries"):
+        dual_router.teardown()
+    dual_router.teardown(force=True)
+    assert _triggers(dual_router, Target.NEON) == 0
+
+
+def test_truncate_is_refused(dual_router):
+    with (
+        pytest.raises(DBAPIError, match=r"TRUNCATE public\.kv is not mirrored"),
+        dual_router.engine(Target.NEON).begin() as conn,
+    ):
+        conn.execute(text("truncate kv"))
+
+
+def test_dual_write_without_setup_fails_loudly(make_router):
+    router = make_router(dual_write=True)
+    create_schema(router, "create table t (id int primary key);")
+    with pytest.raises(DualWriteNotSetUpError, match="dbroute setup"):
+        write(router, "u", "insert into t values (1)")
+    with router.engine(Target.NEON).connect() as conn:
+        assert conn.execute(text("select count(*) from t")).scalar_one() == 0
+
+
+def test_schema_drift_is_journaled_not_half_mirrored(dual_router):
+    with dual_router.engine(Target.NEON).begin() as conn:  # migration run on one side only
+        conn.execute(text("alter table kv add column extra text default 'x'"))
+    with dual_router.session("u") as session, session.begin():
+        session.execute(text("insert into kv values (1, 1)"))
+    with dual_router.engine(Target.NEON).connect() as conn:
+        assert pending_keys(conn, "public", "kv") == {("1",)}
+        error = conn.execute(text("select last_error from dbroute.journal")).scalar_one()
+    assert "columns of public.kv differ" in error
+    report = dual_router.replay()
+    assert report.errors
+    assert report.replayed == 0
+    with dual_router.engine(Target.RDS).begin() as conn:  # the migration reaches RDS
+        conn.execute(text("alter table kv add column extra text default 'x'"))
+    dual_router.setup()
+    assert_converged(dual_router)
+
+
+def test_cli_commands(dual_router, dbroute_databases, monkeypatch):
+    monkeypatch.setenv("DBROUTE_NEON_URL", dbroute_databases.neon_url)
+    monkeypatch.setenv("DBROUTE_RDS_URL", dbroute_databases.rds_url)
+    runner = CliRunner()
+    result = runner.invoke(main, ["setup", "--exclude", "audit"])
+    assert result.exit_code == 0, result.output
+    assert "excluded (not mirrored): public.audit" in result.output
+    with dual_router.engine(Target.RDS).begin() as conn:
+        conn.execute(text("insert into kv values (3, 3)"))
+    result = runner.invoke(main, ["journal", "status"])
+    assert result.exit_code == 0, result.output
+    assert "public.kv" in result.output
+    assert "backlog: 1 entries" in result.output
+    result = runner.invoke(main, ["replay"])
+    assert result.exit_code == 0, result.output
+    assert "replayed 1 rows" in result.output
+    result = runner.invoke(main, ["teardown"])
+    assert result.exit_code == 0, result.output
+    assert _triggers(dual_router, Target.RDS) == 0
