@@ -27,6 +27,7 @@ from dbroute.testing import create_database_pair, drop_database_pair, start_serv
 DDL = """
 create table bench_plain (id bigserial primary key, payload text not null);
 create table bench_dw (id bigserial primary key, payload text not null);
+create table bench_captured (id bigserial primary key, payload text not null);
 """
 
 
@@ -85,15 +86,18 @@ def main() -> None:
                 plain.setup(exclude=["bench_plain"])
                 for router, table in ((plain, "bench_plain"), (dual, "bench_dw")):
                     block_latency(router, table, 100)  # warm pools and caches
-                ratios, plain_ms, dual_ms = [], [], []
+                ratios, plain_ms, dual_ms, capture_ms = [], [], [], []
                 for _ in range(args.rounds):
                     base = block_latency(plain, "bench_plain", args.block)
+                    # Capture alone: a plain session on a captured table (trigger only).
+                    capture_ms.append(block_latency(plain, "bench_captured", args.block) * 1000)
                     cand = block_latency(dual, "bench_dw", args.block)
                     plain_ms.append(base * 1000)
                     dual_ms.append(cand * 1000)
                     ratios.append(cand / base)
                 print(f"single-row insert+commit, {args.rounds} rounds x {args.block}:")
                 print(f"  plain session     median {statistics.median(plain_ms):.3f} ms")
+                print(f"  capture only      median {statistics.median(capture_ms):.3f} ms")
                 print(f"  dual-write        median {statistics.median(dual_ms):.3f} ms")
                 print(
                     f"  ratio             median {statistics.median(ratios):.2f}x "
@@ -108,8 +112,10 @@ def main() -> None:
                     f"({dual_tps / base_tps:.2f} of plain)"
                 )
                 with dual.engine(Target.NEON).connect() as conn:
-                    left = conn.execute(text("select count(*) from dbroute.journal")).scalar()
-                print(f"journal entries left on the primary: {left}")
+                    left = conn.execute(
+                        text("select count(*) from dbroute.journal where table_name = 'bench_dw'")
+                    ).scalar()
+                print(f"dual-written rows left in the journal (must be 0): {left}")
         finally:
             drop_database_pair(servers, databases)
 

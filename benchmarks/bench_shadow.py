@@ -2,7 +2,7 @@
 
     python benchmarks/bench_shadow.py [--calls 300] [--rounds 10]
 
-Four ways to run one routed read (``router.session(key)``, a 10-row select,
+Five ways to run one routed read (``router.session(key)``, a 10-row select,
 ``.all()``, close), timed per call and reported as p50/p90:
 
 * ``shadow 0 %``      the baseline: no hooks attached;
@@ -11,7 +11,11 @@ Four ways to run one routed read (``router.session(key)``, a 10-row select,
                       (goal: p50 <= 1.05x the baseline);
 * ``laboratory``      GitHub Scientist's Python port running the same read on
                       the other database inline as its candidate (the cost
-                      dbroute avoids; expected ~2x).
+                      dbroute avoids; expected ~2x);
+* ``+ external load`` no shadowing, but another process runs the shadow's
+                      database work back to back meanwhile: what the extra
+                      load costs this machine whatever the design (an upper
+                      bound: it runs flat out, shadowing runs once per read).
 
 Blocks of ``--calls`` reads alternate between the variants; after each
 shadowed block the shadow queue is drained (untimed), so the baseline never
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -41,6 +47,40 @@ SETUP = """
 create table items (id int primary key, name text not null, price numeric(10, 2) not null);
 insert into items select g, 'item-' || g, g * 1.25 from generate_series(1, 1000) g;
 """
+
+
+# The same database work as one shadow, back to back, from another process: no
+# GIL shared, only the machine (CPU, both PostgreSQL servers). On a small box
+# this is the floor any shadowing design pays; in production the shadow's
+# server work runs on the other database's machine.
+_EXTERNAL_LOAD = r"""
+import sys, time, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+sql = "select id, name, price from items where id between %(a)s and %(a)s + 9"
+while True:
+    with conn.cursor() as cursor:
+        cursor.execute(b"begin read only; set local statement_timeout = 2000")
+        cursor.execute("declare c no scroll cursor for " + sql, {"a": 5})
+        cursor.execute(b"fetch 10001 from c; rollback")
+        cursor.fetchall()
+"""
+
+
+class ExternalLoad:
+    """A subprocess running shadow-equivalent queries on RDS while a block is timed."""
+
+    def __init__(self, rds_url: str) -> None:
+        self._url = rds_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> None:
+        self._process = subprocess.Popen([sys.executable, "-c", _EXTERNAL_LOAD, self._url])
+        time.sleep(0.3)  # connected and looping
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
 
 
 def routed_read(router: Router) -> Callable[[int], object]:
@@ -98,13 +138,19 @@ def main() -> None:
             "shadow 10 %": routed_read(tenth),
             "shadow 100 %": routed_read(shadowed),
             "laboratory (inline candidate)": laboratory_read(plain),
+            "shadow 0 % + external load": routed_read(plain),
         }
+        external = ExternalLoad(databases.rds_url)
         for read in variants.values():  # warm-up: pools, statement caches
             timed(read, 0, args.calls)
         shadowed.shadow_flush(60)
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         for round_number in range(args.rounds):
             for name, read in variants.items():
+                if name.endswith("external load"):
+                    with external:
+                        samples[name] += timed(read, round_number * args.calls, args.calls)
+                    continue
                 samples[name] += timed(read, round_number * args.calls, args.calls)
                 shadowed.shadow_flush(60)
                 tenth.shadow_flush(60)

@@ -4,7 +4,8 @@ One table of ``--rows`` rows (default 1 M) on each of two local PostgreSQL
 servers, with 10 scattered differences (4 changed values, 3 rows missing on
 RDS, 3 rows only on RDS). Measured in the same run, ``--runs`` times each:
 
-* ``dbroute``      ``dbroute.validate.compare_data`` (finds the 10 rows);
+* ``dbroute``      ``dbroute.validate.compare_data`` (finds the 10 rows), with
+                   the default two connections per server, and with one;
 * ``reladiff``     ``reladiff.diff_tables`` over the same columns (defaults,
                    and tuned: 4 threads, no unique-key check);
 * ``python floor`` a full ``SELECT ... ORDER BY id`` streamed from both servers
@@ -70,8 +71,9 @@ def libpq(url: str) -> str:
 COUNTS: dict[str, int] = {}
 
 
-def run_dbroute(neon: str, rds: str, planted: set[int]) -> None:
-    table = compare_data(neon, rds, DataOptions(tables=["public.bench"])).table("public", "bench")
+def run_dbroute(neon: str, rds: str, planted: set[int], parallel: int = 2) -> None:
+    options = DataOptions(tables=["public.bench"], parallel=parallel)
+    table = compare_data(neon, rds, options).table("public", "bench")
     COUNTS.update(neon=table.rows_neon, rds=table.rows_rds, downloaded=table.rows_downloaded)
     COUNTS.update(queries=table.queries)
     found = {int(k[0]) for k in table.differing_keys()}
@@ -176,6 +178,7 @@ def main() -> None:
                 "scan both": lambda: run_scan_both(neon, rds, planted),
                 "scan seq": lambda: run_scan_sequential(neon, rds, planted),
                 "dbroute": lambda: run_dbroute(neon, rds, planted),
+                "dbroute 1 conn": lambda: run_dbroute(neon, rds, planted, parallel=1),
                 "python floor": lambda: run_python_floor(neon, rds, planted),
             }
             if not args.skip_reladiff:

@@ -119,6 +119,9 @@ class RoutingSettings(BaseSettings):
     dual_write_pause_ms: int = Field(
         1000, ge=0, le=600_000, description="after a secondary failure, journal without trying (ms)"
     )
+    dual_write_max_rows: int = Field(
+        10_000, ge=1, description="best-effort: larger transactions are left to replay"
+    )
     phase: Phase | None = Field(
         None, description="migration phase; implies rds_percent and dual_write (docs/runbook.md)"
     )

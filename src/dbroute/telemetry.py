@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Counter
 
 from dbroute.target import Reason, Target
 
@@ -112,28 +113,24 @@ def phase_attributes(phase: str) -> Mapping[str, str]:
 # Attribute: ATTR_TARGET names the database written first (the session's
 # primary; for replay, the database whose truth is copied).
 
-DUALWRITE_MIRRORED = METER.create_counter(
-    "dbroute.dualwrite.mirrored",
-    unit="{row}",
-    description="Rows copied to the secondary before the primary committed",
+def _rows(name: str, description: str, unit: str = "{row}") -> Counter:
+    return METER.create_counter(name, unit=unit, description=description)
+
+
+DUALWRITE_MIRRORED = _rows(
+    "dbroute.dualwrite.mirrored", "Rows copied to the secondary before the primary committed"
 )
-DUALWRITE_JOURNALED = METER.create_counter(
-    "dbroute.dualwrite.journaled",
-    unit="{row}",
-    description="Rows left in the journal because the secondary could not be written",
+DUALWRITE_JOURNALED = _rows(
+    "dbroute.dualwrite.journaled", "Rows journaled because the secondary could not be written"
 )
-DUALWRITE_REPLAYED = METER.create_counter(
-    "dbroute.dualwrite.replayed", unit="{row}", description="Journal entries replayed"
-)
-DUALWRITE_SECONDARY_ERRORS = METER.create_counter(
+DUALWRITE_REPLAYED = _rows("dbroute.dualwrite.replayed", "Journal entries replayed")
+DUALWRITE_SECONDARY_ERRORS = _rows(
     "dbroute.dualwrite.secondary_errors",
+    "Failed or skipped (paused) writes to the secondary, by error.type",
     unit="{error}",
-    description="Failed or skipped (paused) writes to the secondary, by error.type",
 )
-DUALWRITE_CONFLICTS = METER.create_counter(
-    "dbroute.dualwrite.conflicts",
-    unit="{row}",
-    description="Rows changed on both databases since they were last in sync",
+DUALWRITE_CONFLICTS = _rows(
+    "dbroute.dualwrite.conflicts", "Rows changed on both databases since they were last in sync"
 )
 DUALWRITE_ADDED_LATENCY = METER.create_histogram(
     "dbroute.dualwrite.added_latency",

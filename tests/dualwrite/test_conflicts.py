@@ -3,11 +3,15 @@ detected, reported, and never silently overwritten, in mirroring and in replay."
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 from sqlalchemy import text
-from tests.dualwrite.conftest import assert_converged, create_schema, kv_rows, write
+from tests.dualwrite.support import (
+    assert_converged,
+    create_schema,
+    kv_rows,
+    secondary_locked,
+    write,
+)
 
 from dbroute.errors import WriteConflictError
 from dbroute.target import Target
@@ -18,14 +22,6 @@ SETTINGS = {
     "dual_write_pause_ms": 0,
     "dual_write_lock_timeout_ms": 100,
 }
-
-
-@contextmanager
-def secondary_locked(router, target):
-    """Hold kv locked on ``target`` so mirrors into it time out (and journal)."""
-    with router.engine(target).connect() as conn, conn.begin():
-        conn.execute(text("lock table kv in access exclusive mode"))
-        yield
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from tests.dualwrite.conftest import assert_converged, kv_rows
+from tests.dualwrite.support import assert_converged, kv_rows
 
 from dbroute.target import Target
 

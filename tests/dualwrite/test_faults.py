@@ -9,12 +9,13 @@ import threading
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from tests.dualwrite.conftest import (
+from tests.dualwrite.support import (
     Writers,
     assert_converged,
     create_schema,
     journaled,
     kv_rows,
+    secondary_locked,
     write,
 )
 
@@ -159,3 +160,26 @@ def test_contention_sixteen_threads_on_a_few_rows(dual_router):
     assert sum(kv_rows(dual_router.engine(Target.NEON)).values()) == threads * each
     assert kv_rows(dual_router.engine(Target.RDS)) == kv_rows(dual_router.engine(Target.NEON))
     assert_converged(dual_router)
+
+
+async def test_async_session_secondary_locked(make_router, metric_value):
+    router = make_router(**FAST)
+    create_schema(router)
+    router.setup()
+    before = {
+        name: metric_value(f"dbroute.dualwrite.{name}", **{"dbroute.target": "neon"})
+        for name in ("journaled", "replayed", "added_latency")
+    }
+    with secondary_locked(router, Target.RDS):
+        async with router.async_session("u") as session, session.begin():
+            await session.execute(text("insert into kv values (1, 1), (2, 2)"))
+    assert journaled(router.engine(Target.NEON)) == 2
+    assert_converged(router)
+    after = {
+        name: metric_value(f"dbroute.dualwrite.{name}", **{"dbroute.target": "neon"})
+        for name in before
+    }
+    assert after["journaled"] == before["journaled"] + 2
+    assert after["replayed"] == before["replayed"] + 2
+    assert after["added_latency"] == before["added_latency"] + 1  # histogram: one commit
+    await router.adispose()

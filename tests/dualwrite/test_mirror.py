@@ -5,16 +5,21 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import ForeignKey, delete, insert, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from tests.dualwrite.conftest import checksums, wait_for_backlog_zero
+from tests.dualwrite.support import (
+    assert_converged,
+    checksums,
+    create_schema,
+    wait_for_backlog_zero,
+)
 
 from dbroute.dualwrite.journal import backlog, pending_keys
 from dbroute.target import Target
 
 
 class Base(DeclarativeBase):
-    pass
+    """The ORM models of the test schema (tests/dualwrite/conftest.py)."""
 
 
 class Account(Base):
@@ -30,9 +35,7 @@ class Account(Base):
 class Entry(Base):
     __tablename__ = "entries"
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        __import__("sqlalchemy").ForeignKey("accounts.id", ondelete="CASCADE")
-    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     amount: Mapped[Decimal]
     note: Mapped[str | None]
     account: Mapped[Account] = relationship(back_populates="entries")
@@ -132,8 +135,6 @@ def test_rollback_and_savepoints(dual_router):
 
 
 def test_routed_to_rds_mirrors_to_neon(make_router):
-    from tests.dualwrite.conftest import create_schema
-
     router = make_router(dual_write=True, force_rds="r1")
     create_schema(router)
     router.setup()
@@ -155,8 +156,6 @@ def test_writes_outside_the_app_wait_in_the_journal(dual_router):
 
 
 def test_dual_write_off_mirrors_nothing(make_router):
-    from tests.dualwrite.conftest import create_schema
-
     router = make_router()
     create_schema(router)
     router.setup()
@@ -182,3 +181,20 @@ async def test_async_sessions(dual_router):
     assert sums["entries"] == []
     assert len(sums["kv"]) == 1
     await dual_router.adispose()
+
+
+def test_large_transactions_are_left_to_replay(make_router, metric_value):
+    router = make_router(dual_write=True, dual_write_max_rows=100)
+    create_schema(router)
+    router.setup()
+    before = metric_value("dbroute.dualwrite.journaled", **{"dbroute.target": "neon"})
+    with router.session("u1") as session, session.begin():
+        session.execute(text("insert into kv select g, g from generate_series(1, 101) g"))
+    with router.session("u1") as session, session.begin():
+        session.execute(text("insert into kv values (0, 0)"))  # small: mirrored at once
+    with router.engine(Target.NEON).connect() as conn:
+        assert backlog(conn) == 101
+    with router.engine(Target.RDS).connect() as conn:
+        assert conn.execute(text("select k from kv")).scalars().all() == [0]
+    assert metric_value("dbroute.dualwrite.journaled", **{"dbroute.target": "neon"}) == before + 101
+    assert_converged(router)

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from tests.dualwrite.conftest import assert_converged, create_schema, kv_rows
-from tests.dualwrite.test_conflicts import secondary_locked
+from tests.dualwrite.support import assert_converged, create_schema, kv_rows, secondary_locked
 
 from dbroute.target import Target
 

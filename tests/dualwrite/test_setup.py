@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tests.dualwrite.conftest import assert_converged, create_schema, write
+from tests.dualwrite.support import assert_converged, create_schema, write
 
 from dbroute.cli import main
 from dbroute.dualwrite.journal import backlog, pending_keys

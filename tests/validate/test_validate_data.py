@@ -136,3 +136,19 @@ def test_bisection_over_many_segments(pair: Pair, ddl: str, key: str) -> None:
     assert not table.only_in_rds
     assert table.rows_downloaded < 2000  # bisection, not a full download
     assert table.queries > 10
+
+
+def test_first_pass_split_over_connections_sharing_one_snapshot(pair: Pair) -> None:
+    pair.both(
+        "create table par (id int primary key, v text);"
+        "insert into par select g, md5(g::text) from generate_series(1, 20000) g; analyze par;"
+    )
+    pair.run(pair.rds, "update par set v = '' where id in (3, 9999, 20000)")
+    pair.run(pair.neon, "delete from par where id = 15000")
+    options = DataOptions(
+        parallel=3, parallel_min_rows=0, bisect=BisectOptions(leaf_rows=100, max_segments=64)
+    )
+    table = compare_data(pair.neon, pair.rds, options).table("public", "par")
+    assert [c.key for c in table.changed] == [("20000",), ("3",), ("9999",)]
+    assert table.only_in_rds == [("15000",)]
+    assert (table.rows_neon, table.rows_rds) == (19999, 20000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbroute.dualwrite.journal import JOURNAL_DDL
-from dbroute.errors import ConfigurationError, SegmentTimeoutError
+from dbroute.errors import ConfigurationError, SegmentTimeoutError, ValidateError
 from dbroute.validate import BisectOptions, DataOptions, compare_data
 
 from .validate_helpers import Pair
@@ -149,3 +149,9 @@ class _as_role:
 
     def __exit__(self, *exc: object) -> None:
         self.engine.dispose()
+
+
+def test_database_errors_name_the_table(pair: Pair) -> None:
+    pair.both(DDL)
+    with pytest.raises(ValidateError, match=r"public\.t failed: .*no_such_column"):
+        compare_data(pair.neon, pair.rds, DataOptions(where="no_such_column > 0"))

@@ -1,4 +1,4 @@
-"""``dbroute bucket KEY``: where does this user live?"""
+"""``dbroute bucket KEY``: where does this user live, and why."""
 
 from __future__ import annotations
 

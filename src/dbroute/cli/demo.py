@@ -12,8 +12,13 @@ __all__ = ["demo_command"]
 
 
 @click.command("demo")
-@click.option("--users", default=2000, show_default=True, type=click.IntRange(10, 1_000_000),
-              help="Synthetic users to route.")
+@click.option(
+    "--users",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(10, 1_000_000),
+    help="Synthetic users to route.",
+)
 def demo_command(users: int) -> None:
     """Run the migration flow on two local PostgreSQL servers (one plays Neon, one RDS).
 
@@ -22,6 +27,8 @@ def demo_command(users: int) -> None:
     """
     console = Console()
     with start_server_pair() as pair:
-        console.print(f"PostgreSQL servers from [bold]{pair.source}[/]: "
-                      f"neon={pair.neon.url}  rds={pair.rds.url}")
+        console.print(
+            f"PostgreSQL servers from [bold]{pair.source}[/]: "
+            f"neon={pair.neon.url}  rds={pair.rds.url}"
+        )
         run_demo(DemoContext(pair.neon.url, pair.rds.url, console, users=users))

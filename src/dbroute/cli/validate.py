@@ -62,6 +62,13 @@ def _since(
     help="Tables compared at once (one connection per database each).",
 )
 @click.option(
+    "--parallel",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Connections per database scanning one large table (same snapshot).",
+)
+@click.option(
     "--statement-timeout",
     default=0.0,
     show_default=True,
@@ -102,6 +109,7 @@ def validate_command(
     where: str | None,
     since: tuple[str, str] | None,
     jobs: int,
+    parallel: int,
     statement_timeout: float,
     algorithm: str,
     leaf_rows: int,
@@ -129,6 +137,7 @@ def validate_command(
         where=where,
         since=since,
         jobs=jobs,
+        parallel=parallel,
         algorithm="md5" if algorithm == "md5" else "hashtext",
         statement_timeout_ms=int(statement_timeout * 1000),
         bisect=BisectOptions(leaf_rows=leaf_rows),

@@ -47,11 +47,19 @@ def routing_step(ctx: DemoContext) -> None:
                     )
             landed = {t: _count(router, t, step) for t in Target}
         on_rds = sum(1 for t in placed.values() if t is Target.RDS)
-        forward = sum(1 for u, t in placed.items() if previous.get(u) is Target.NEON and t is Target.RDS)
-        back = sum(1 for u, t in placed.items() if previous.get(u) is Target.RDS and t is Target.NEON)
+        forward = sum(
+            1 for u, t in placed.items() if previous.get(u) is Target.NEON and t is Target.RDS
+        )
+        back = sum(
+            1 for u, t in placed.items() if previous.get(u) is Target.RDS and t is Target.NEON
+        )
         match = landed[Target.RDS] == on_rds and landed[Target.NEON] == len(users) - on_rds
         table.add_row(
-            f"{percent}", str(len(users) - on_rds), str(on_rds), str(forward), str(back),
+            f"{percent}",
+            str(len(users) - on_rds),
+            str(on_rds),
+            str(forward),
+            str(back),
             "yes" if match else "[red]NO",
         )
         previous = placed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from dbroute.demo.context import DemoContext
 from dbroute.target import Target
@@ -45,21 +45,22 @@ def validation_step(ctx: DemoContext) -> None:
     """Compare Neon and RDS, repair RDS from Neon, prove them equal, resync sequences."""
     ctx.heading("Validation: find exactly the rows that differ, repair them, prove equality")
     rows = max(ctx.users, 100)
-    engines = [create_engine(url) for url in (ctx.neon_url, ctx.rds_url)]
+    neon, rds = create_engine(ctx.neon_url), create_engine(ctx.rds_url)
+    engines = (neon, rds)
     try:
         for engine in engines:
             with engine.begin() as conn:
-                conn.connection.driver_connection.execute(_SETUP.format(rows=rows).encode())
-        with engines[1].begin() as conn:
+                _script(conn, _SETUP.format(rows=rows))
+        with rds.begin() as conn:
             plant = _PLANT.format(mid=rows // 2, last=rows, stray=rows + 100)
-            conn.connection.driver_connection.execute(plant.encode())
+            _script(conn, plant)
         options = DataOptions(tables=[_TABLE])
-        render_schema(ctx.console, compare_schemas(*engines))
-        before = compare_data(*engines, options)
+        render_schema(ctx.console, compare_schemas(neon, rds))
+        before = compare_data(neon, rds, options)
         render_data(ctx.console, before)
-        render_repair(ctx.console, repair(*engines, before, Target.NEON, apply=True))
-        render_data(ctx.console, compare_data(*engines, options))
-        render_sequences(ctx.console, sync_sequences(*engines, Target.NEON), dry_run=False)
+        render_repair(ctx.console, repair(neon, rds, before, Target.NEON, apply=True))
+        render_data(ctx.console, compare_data(neon, rds, options))
+        render_sequences(ctx.console, sync_sequences(neon, rds, Target.NEON), dry_run=False)
         ctx.console.print(
             "The row hashes were computed by each server (only checksums and the "
             "differing segments travelled); after the repair the data is equal and the "
@@ -68,3 +69,8 @@ def validation_step(ctx: DemoContext) -> None:
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def _script(conn: Connection, sql: str) -> None:
+    # No bind parameters here: every "%" is the SQL modulo operator.
+    conn.exec_driver_sql(sql.replace("%", "%%"))

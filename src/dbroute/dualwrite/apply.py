@@ -48,8 +48,10 @@ CONFIRM_INTERVAL = 0.2
 
 
 class MirrorError(DualWriteError):
-    """The secondary was not written (handled inside the commit protocol, never raised
-    to the application). ``error_type`` names why, for metrics; never a secret.
+    """The secondary was not written; handled inside the commit protocol.
+
+    Never raised to the application. ``error_type`` names why, for metrics;
+    never a secret.
     """
 
     def __init__(self, error_type: str, message: str, conflicts: tuple[Conflict, ...] = ()) -> None:

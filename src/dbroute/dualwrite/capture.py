@@ -102,10 +102,11 @@ class Changes:
 
     ``payload`` is the JSON text ``dbroute.apply()`` takes: one group per
     table, with ``keys`` (every key concerned), ``rows`` (current images) and
-    ``gone`` (keys whose row no longer exists). ``rows`` counts the keys.
+    ``gone`` (keys whose row no longer exists); ``None`` when the transaction
+    was too large to mirror and its keys stay journaled. ``rows`` counts the keys.
     """
 
-    payload: str
+    payload: str | None
     rows: int
     xid: str | None = None
 
@@ -114,24 +115,30 @@ class Changes:
 
 
 # Text in, text out: the images go to the secondary as they came, unparsed.
-_COLLECT = (
-    "select c::text, (select count(*) from jsonb_array_elements(c) g, "
-    "jsonb_array_elements(g->'keys'))::int, pg_current_xact_id_if_assigned()::text "
-    "from dbroute.collect() c"
-)
+_COLLECT = """
+select case when jsonb_typeof(c) = 'array' then c::text end,
+       case when jsonb_typeof(c) = 'array'
+            then (select count(*) from jsonb_array_elements(c) g,
+                                       jsonb_array_elements(g->'keys'))::int
+            else (c->>'journaled')::int end,
+       pg_current_xact_id_if_assigned()::text
+from dbroute.collect(%s) c
+"""
 
 
-def collect(connection: Connection) -> Changes:
+def collect(connection: Connection, max_rows: int | None = None) -> Changes:
     """Take this transaction's captured keys out of the journal; return their row images.
 
     Runs in the writer's transaction, which still holds the rows' locks, so the
-    images are exactly what this transaction is about to commit. Straight on
-    the driver connection: this is every dual-written commit's path.
+    images are exactly what this transaction is about to commit. Above
+    ``max_rows`` keys nothing is taken: ``payload`` is ``None`` and the entries
+    commit with the transaction, for replay. Straight on the driver
+    connection: this is every dual-written commit's path.
     """
     driver: Any = connection.connection.driver_connection
     if connection.dialect.is_async:
-        cursor = await_only(driver.execute(_COLLECT))
+        cursor = await_only(driver.execute(_COLLECT, (max_rows,)))
         row = await_only(cursor.fetchone())
     else:
-        row = driver.execute(_COLLECT).fetchone()
+        row = driver.execute(_COLLECT, (max_rows,)).fetchone()
     return Changes(row[0], row[1], row[2])

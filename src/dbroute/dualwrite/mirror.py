@@ -62,6 +62,8 @@ class DualWriter:
     def __init__(self, router: Router) -> None:
         self._router = router
         self._strict = router.settings.dual_write_mode == "strict"
+        # Strict mode mirrors every transaction, whatever its size.
+        self._max_rows = None if self._strict else router.settings.dual_write_max_rows
         self.secondaries = {t: Secondary(router.settings, t) for t in Target}
 
     def attach(self, session_class: type[Session]) -> None:
@@ -110,6 +112,10 @@ class DualWriter:
             return
         secondary = self.secondaries[target.other]
         attributes = target_attributes(target)
+        if changes.payload is None:  # too large to mirror inline: replay copies it
+            DUALWRITE_JOURNALED.add(changes.rows, attributes)
+            log.info("dual-write: %d rows left to replay (over %s)", changes.rows, self._max_rows)
+            return
         try:
             if connection.dialect.is_async:
                 await_only(secondary.aapply(changes, target))
@@ -132,10 +138,9 @@ class DualWriter:
 
     # --- steps -------------------------------------------------------------------
 
-    @staticmethod
-    def _collect(connection: Connection, target: Target) -> Changes:
+    def _collect(self, connection: Connection, target: Target) -> Changes:
         try:
-            return collect(connection)
+            return collect(connection, self._max_rows)
         except psycopg.Error as exc:
             if exc.sqlstate in _NOT_SET_UP:
                 raise DualWriteNotSetUpError(
@@ -157,5 +162,6 @@ class DualWriter:
                 raise WriteConflictError(message, failure.conflicts)
             raise SecondaryWriteError(message)
         conflicts: Any = [c.as_json() for c in failure.conflicts] if failure.conflicts else None
-        rejournal(connection, changes.payload, f"{secondary}: {failure.message}", conflicts)
+        payload = changes.payload or "[]"  # never None here: too-large changes are not mirrored
+        rejournal(connection, payload, f"{secondary}: {failure.message}", conflicts)
         DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))

@@ -63,6 +63,7 @@ _TEARDOWN = """
 drop function if exists dbroute.refuse_truncate();
 drop function if exists dbroute.apply(jsonb, xid8, boolean, xid8[], boolean);
 drop function if exists dbroute.collect();
+drop function if exists dbroute.collect(integer);
 drop function if exists dbroute.images(jsonb);
 drop function if exists dbroute.rejournal(jsonb, text, jsonb);
 drop table if exists dbroute.tables;

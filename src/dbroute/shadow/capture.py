@@ -84,8 +84,12 @@ def capture(cursor: Any, row_cap: int) -> ResultSet:
         if buffered is None:
             raise CaptureRefused("unsupported_cursor")
         rows: list[tuple[Any, ...]] = list(buffered)
+        if len(rows) != result.ntuples:  # SQLAlchemy already read some: not the whole answer
+            raise CaptureRefused("already_read")
         if not all(isinstance(v, _IMMUTABLE) for row in rows for v in row):
             rows = copy.deepcopy(rows)
+    elif raw.rownumber:  # already partly read: rewinding would hand rows out twice
+        raise CaptureRefused("already_read")
     elif result.ntuples:
         rows = raw.fetchall()
         raw.scroll(0, "absolute")  # rewind: SQLAlchemy reads the rows next

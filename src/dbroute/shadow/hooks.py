@@ -10,8 +10,8 @@ every ``AsyncSession`` alike, so one set of hooks covers both:
   copies the rows off the still unread DBAPI cursor
   (:mod:`dbroute.shadow.capture`) and queues the shadow job. The caller gets
   the very result object SQLAlchemy produced.
-* ``after_flush`` and non-read statements mark the session's transaction as
-  written; ``after_transaction_end`` of the outermost transaction clears it.
+* ``after_flush`` and non-read statements mark the session's (outermost)
+  transaction as written; the next transaction starts clean.
   Reads of a written transaction are not shadowed: they see their own writes.
 
 Not covered: statements run on ``session.connection().execute()`` or on the
@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql.elements import TextClause
 
 from dbroute.shadow.capture import CaptureRefused, capture
@@ -44,9 +45,16 @@ __all__ = ["WRITTEN", "install", "uninstall"]
 
 log = logging.getLogger("dbroute.shadow")
 
-#: ``Session.info`` key: set while the session's transaction has written.
+#: ``Session.info`` key: the outermost transaction that wrote.
 WRITTEN = "dbroute.shadow.written"
 _STREAMING = ("stream_results", "yield_per")
+
+
+class _Plan(Enum):
+    SKIP = "skip"  # not sampled, or never shadowed: no work at all
+    SHADOW = "shadow"  # sampled: run, check the SQL text, copy the rows
+    DECIDE_AFTER = "decide_after"  # run, then decide from the SQL text (seeded sampling)
+    WRITE = "write"  # run, then mark the transaction written
 
 
 class _Hooks:
@@ -55,51 +63,52 @@ class _Hooks:
         self.info_target = info_target
 
     def after_flush(self, session: Session, _flush_context: UOWTransaction) -> None:
-        session.info[WRITTEN] = True
-
-    def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
-        if transaction.parent is None:
-            session.info.pop(WRITTEN, None)
+        _mark_written(session)
 
     def do_orm_execute(self, state: ORMExecuteState) -> Result[Any] | None:
         session = state.session
         target = session.info.get(self.info_target)
         if not isinstance(target, Target):
             return None  # not a routed session: leave it alone
-        sampled = self._before(session, state)
-        if sampled is False:
+        plan = self._plan(state)
+        if plan is _Plan.SKIP:
             return None  # SQLAlchemy runs the statement as if there were no hook
         started = time.perf_counter()
         result = state.invoke_statement()
         elapsed = time.perf_counter() - started
+        if plan is _Plan.WRITE:  # after running: a first statement begins the transaction
+            _mark_written(session)
+            return result
         try:
-            self._consider(session, state, result, target, elapsed, sampled)
+            self._consider(session, state, result, target, elapsed, plan is _Plan.SHADOW)
         except Exception:  # the caller's result must survive whatever the shadow hit
             log.exception("shadow read: could not prepare the shadow; read not shadowed")
             self.experiment.skipped("hook_failed")
         return result
 
-    def _before(self, session: Session, state: ORMExecuteState) -> bool | None:
-        """Decide before running what can be decided: ``False`` means no shadow work at all.
-
-        ``None``: run it and decide from the SQL text the driver receives.
-        """
-        if state.is_insert or state.is_update or state.is_delete:
-            session.info[WRITTEN] = True
-            return False
+    def _plan(self, state: ORMExecuteState) -> _Plan:
+        """What can be decided before the statement runs."""
+        if state.is_select:  # the common case first
+            return self._sample()
         statement = state.statement
         if isinstance(statement, TextClause):
             kind = analyse(statement.text).kind
+            if kind is StatementKind.READ:
+                return self._sample()
             if kind is StatementKind.WRITE:
-                session.info[WRITTEN] = True
-                return False
-            if kind is not StatementKind.READ:
-                if kind is not StatementKind.CONTROL:
-                    self.experiment.skipped(kind.value)
-                return False
-        elif not state.is_select:
-            return None  # DDL, functions...: only the compiled text tells
-        return self.experiment.sampler.decide_early()
+                return _Plan.WRITE
+            if kind is not StatementKind.CONTROL:
+                self.experiment.skipped(kind.value)
+            return _Plan.SKIP
+        if state.is_insert or state.is_update or state.is_delete:
+            return _Plan.WRITE
+        return _Plan.DECIDE_AFTER  # DDL, functions...: only the compiled text tells
+
+    def _sample(self) -> _Plan:
+        early = self.experiment.sampler.decide_early()
+        if early is None:
+            return _Plan.DECIDE_AFTER
+        return _Plan.SHADOW if early else _Plan.SKIP
 
     def _consider(
         self,
@@ -108,7 +117,7 @@ class _Hooks:
         result: Result[Any],
         target: Target,
         elapsed: float,
-        sampled: bool | None,
+        sampled: bool,
     ) -> None:
         raw = result if isinstance(result, CursorResult) else getattr(result, "raw", None)
         if not isinstance(raw, CursorResult):
@@ -119,7 +128,7 @@ class _Hooks:
         info = analyse(sql)
         kind = info.kind
         if kind is StatementKind.WRITE:
-            session.info[WRITTEN] = True
+            _mark_written(session)
             return
         if kind is StatementKind.CONTROL:
             return
@@ -130,9 +139,7 @@ class _Hooks:
             return
         parameters = context.parameters[0] if context.parameters else None
         experiment = self.experiment
-        if sampled is None:
-            sampled = experiment.sampler.sampled(sql, parameters)
-        if not sampled:
+        if not sampled and not experiment.sampler.sampled(sql, parameters):
             return
         if not experiment.should_run(info):
             experiment.skipped("run_if")
@@ -156,6 +163,17 @@ class _Hooks:
         )
 
 
+def _mark_written(session: Session) -> None:
+    # The flag names the transaction that wrote: the next transaction, a new
+    # object, is clean without an event at every transaction end.
+    session.info[WRITTEN] = session.get_transaction()
+
+
+def _written(session: Session) -> bool:
+    marked = session.info.get(WRITTEN)
+    return marked is not None and marked is session.get_transaction()
+
+
 def _skip_reason(
     kind: StatementKind, session: Session, options: Any, executemany: bool
 ) -> str | None:
@@ -163,7 +181,7 @@ def _skip_reason(
         return kind.value
     if options.get(OPT_OUT, True) is False:
         return "opted_out"
-    if session.info.get(WRITTEN):
+    if _written(session):
         return "pending_writes"
     if executemany:
         return "executemany"
@@ -183,7 +201,6 @@ def install(
     listeners: list[_Listener] = [
         (session_class, "do_orm_execute", hooks.do_orm_execute),
         (session_class, "after_flush", hooks.after_flush),
-        (session_class, "after_transaction_end", hooks.after_transaction_end),
     ]
     for target, name, function in listeners:
         event.listen(target, name, function)

@@ -38,7 +38,7 @@ class Sampler:
         if self._threshold <= 0:
             return False
         if self._seed is None:
-            return self._random.randrange(BUCKETS) < self._threshold
+            return self._random.random() * BUCKETS < self._threshold
         return None
 
     def sampled(self, sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None) -> bool:

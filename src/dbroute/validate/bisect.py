@@ -17,8 +17,9 @@ halves add up to the same answer.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -75,13 +76,16 @@ class Bisector:
         rds: Side,
         options: BisectOptions,
         helper: ThreadPoolExecutor,
+        pool: ThreadPoolExecutor,
     ) -> None:
         self.query = query
         self.neon = neon
         self.rds = rds
         self.options = options
         self._helper = helper  # runs the RDS half of each step while Neon runs here
+        self._pool = pool  # runs the parts of a first pass (never ``helper``: no deadlock)
         self.result = RawDiff()
+        self._lock = threading.Lock()  # queries run on several threads
 
     def run(self, estimate_neon: int, estimate_rds: int) -> RawDiff:
         """Compare the whole table; ``estimate_*`` are row-count estimates (pg_class)."""
@@ -98,14 +102,18 @@ class Bisector:
             percent = min(100.0, 100.0 * pieces * self.options.sample_per_segment / estimate)
             method = "system" if estimate >= BLOCK_SAMPLE_ROWS else "bernoulli"
             bounds = self._sample(sample_side, percent, pieces, method)
-        totals = self._compare(KeyRange(), bounds)
+        totals = self._compare(bounds)
         self.result.rows_neon, self.result.rows_rds = totals
         return self.result
+
+    def _count(self, queries: int) -> None:
+        with self._lock:
+            self.result.queries += queries
 
     def _sample(self, side: Side, percent: float, pieces: int, method: str) -> list[KeyValue]:
         """Quantile keys from a block sample; a smaller sample after each timeout."""
         for _ in range(6):
-            self.result.queries += 1
+            self._count(1)
             try:
                 return self.query.sample_boundaries(side, percent, pieces, method)
             except QueryTimeout:
@@ -120,13 +128,13 @@ class Bisector:
             second = future.result()  # never leave the RDS query running unobserved
         return first, second
 
-    def _compare(self, key_range: KeyRange, bounds: Sequence[KeyValue]) -> tuple[int, int]:
-        """Compare the segments ``bounds`` cut ``key_range`` into; return the row counts."""
+    def _compare(self, bounds: Sequence[KeyValue]) -> tuple[int, int]:
+        """Compare the whole table cut at ``bounds``; return the row counts."""
         neon, rds = self._both(
-            lambda side: self._checksums(side, key_range, bounds),
-            lambda side: self._checksums(side, key_range, bounds),
+            lambda side: self._first_pass(side, bounds),
+            lambda side: self._first_pass(side, bounds),
         )
-        self._resolve(key_range.split(bounds), neon, rds)
+        self._resolve(KeyRange().split(bounds), neon, rds)
         return sum(c[0] for c in neon), sum(c[0] for c in rds)
 
     def _resolve(
@@ -170,7 +178,7 @@ class Bisector:
         rows = max(neon[0], rds[0])
         side = self.neon if neon[0] >= rds[0] else self.rds
         pieces = min(self.options.factor, math.ceil(rows / self.options.leaf_rows))
-        self.result.queries += 1
+        self._count(1)
         return self._guarded(
             side, segment, lambda: self.query.boundaries(side, segment, rows, pieces)
         )
@@ -182,19 +190,30 @@ class Bisector:
         bounds: Sequence[KeyValue],
         within: Sequence[KeyRange] = (),
     ) -> list[Checksum]:
-        self.result.queries += 1
+        self._count(1)
         try:
             return self.query.checksums(side, key_range, bounds, within)
         except QueryTimeout:
             if not bounds:
                 raise self._timeout(side, key_range) from None
         # Adapt: half the segments per query, same snapshot, same answer.
-        middle = len(bounds) // 2
-        left = KeyRange(key_range.lo, bounds[middle])
-        right = KeyRange(bounds[middle], key_range.hi)
-        return self._checksums(side, left, bounds[:middle], within) + self._checksums(
-            side, right, bounds[middle + 1 :], within
-        )
+        found: list[Checksum] = []
+        for part, inner in key_range.parts(bounds, 2):
+            found.extend(self._checksums(side, part, inner, within))
+        return found
+
+    def _first_pass(self, side: Side, bounds: Sequence[KeyValue]) -> list[Checksum]:
+        """The whole table's segment checksums, split over ``side``'s helper connections."""
+        connections = [side, *side.helpers]
+        parts = KeyRange().parts(bounds, len(connections))
+        if len(parts) == 1:
+            return self._checksums(side, KeyRange(), bounds)
+        futures = [
+            self._pool.submit(self._checksums, conn, part, inner)
+            for conn, (part, inner) in zip(connections, parts, strict=False)
+        ]
+        wait(futures)  # all of them, even when one failed: each holds a connection
+        return [checksum for future in futures for checksum in future.result()]
 
     def _download(self, segments: Sequence[KeyRange]) -> None:
         """Download and compare ``segments`` in batches of about ``LEAF_BATCH_ROWS`` rows."""
@@ -208,7 +227,7 @@ class Bisector:
             lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments)),
             lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments)),
         )
-        self.result.queries += 2
+        self._count(2)
         self.result.rows_downloaded += len(neon) + len(rds)
         for key, value in neon.items():
             other = rds.get(key)

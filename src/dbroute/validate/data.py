@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from dbroute.errors import ConfigurationError
+from dbroute.errors import ConfigurationError, ValidateError
 from dbroute.target import Target
 from dbroute.telemetry import (
     VALIDATE_DURATION,
@@ -23,7 +24,7 @@ from dbroute.validate.checksum import Algorithm, TableQuery
 from dbroute.validate.diff import classify
 from dbroute.validate.keys import KeySpec, Sql, quote_ident
 from dbroute.validate.report import DataReport, TableDiff
-from dbroute.validate.snapshot import Side, open_side
+from dbroute.validate.snapshot import open_side
 
 __all__ = ["DataOptions", "Plan", "compare_tables", "plan_tables"]
 
@@ -44,6 +45,10 @@ class DataOptions:
     where: str | None = None
     since: tuple[str, str] | None = None
     jobs: int = 4
+    #: Connections per server scanning one large table's first pass together.
+    parallel: int = 2
+    #: Tables estimated at least this large count as large.
+    parallel_min_rows: int = 100_000
     algorithm: Algorithm = "hashtext"
     statement_timeout_ms: int = 0
     bisect: BisectOptions = field(default_factory=BisectOptions)
@@ -156,6 +161,16 @@ def compare_tables(
 
 
 def _compare_one(neon: Engine, rds: Engine, plan: Plan, options: DataOptions) -> TableDiff:
+    try:
+        return _compare_table(neon, rds, plan, options)
+    except DBAPIError as exc:
+        # The server's message (permission denied, bad --where...) names no password.
+        raise ValidateError(
+            f"comparing {plan.schema}.{plan.table} failed: {str(exc.orig).strip()}"
+        ) from exc
+
+
+def _compare_table(neon: Engine, rds: Engine, plan: Plan, options: DataOptions) -> TableDiff:
     result = TableDiff(plan.schema, plan.table, uncompared_columns=plan.uncompared)
     if plan.query is None:
         result.skipped = plan.skipped
@@ -164,13 +179,16 @@ def _compare_one(neon: Engine, rds: Engine, plan: Plan, options: DataOptions) ->
     result.key_columns = query.key.columns
     started = time.perf_counter()
     timeout = options.statement_timeout_ms
+    estimates = _estimate(neon, query), _estimate(rds, query)
+    helpers = options.parallel - 1 if max(estimates) >= options.parallel_min_rows else 0
     with (
-        open_side(neon, Target.NEON, statement_timeout_ms=timeout) as ours,
-        open_side(rds, Target.RDS, statement_timeout_ms=timeout) as theirs,
+        open_side(neon, Target.NEON, statement_timeout_ms=timeout, helpers=helpers) as ours,
+        open_side(rds, Target.RDS, statement_timeout_ms=timeout, helpers=helpers) as theirs,
         ThreadPoolExecutor(1, thread_name_prefix="dbroute-validate-rds") as helper,
+        ThreadPoolExecutor(2 * (helpers + 1), thread_name_prefix="dbroute-validate") as pool,
     ):
-        bisector = Bisector(query, ours, theirs, options.bisect, helper)
-        raw = bisector.run(_estimate(ours, query), _estimate(theirs, query))
+        bisector = Bisector(query, ours, theirs, options.bisect, helper, pool)
+        raw = bisector.run(*estimates)
         classify(query, ours, theirs, raw, result)
     result.seconds = time.perf_counter() - started
     attributes = validate_attributes(result.name)
@@ -180,12 +198,17 @@ def _compare_one(neon: Engine, rds: Engine, plan: Plan, options: DataOptions) ->
     return result
 
 
-def _estimate(side: Side, query: TableQuery) -> int:
+def _estimate(engine: Engine, query: TableQuery) -> int:
     """The planner's row count; an exact count when the table was never analyzed."""
-    rows = side.query(
-        "select reltuples::bigint from pg_class where oid = %s::regclass", [query.qualified]
-    )
-    estimate = int(rows[0][0])
-    if estimate < 0:  # never vacuumed nor analyzed: count rather than guess
-        estimate = int(side.query(f"select count(*) from {query.qualified}")[0][0])
+    with engine.connect() as conn:
+        estimate = int(
+            conn.exec_driver_sql(
+                "select reltuples::bigint from pg_class where oid = %s::regclass",
+                (query.qualified,),
+            ).scalar_one()
+        )
+        if estimate < 0:  # never vacuumed nor analyzed: count rather than guess
+            estimate = int(
+                conn.exec_driver_sql(f"select count(*) from {query.qualified}").scalar_one()
+            )
     return estimate

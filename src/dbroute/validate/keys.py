@@ -165,6 +165,24 @@ class KeyRange:
         edges: list[KeyValue | None] = [self.lo, *bounds, self.hi]
         return [KeyRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
+    def parts(
+        self, bounds: Sequence[KeyValue], count: int
+    ) -> list[tuple[KeyRange, list[KeyValue]]]:
+        """Cut the segments ``bounds`` make into ``count`` runs of consecutive segments.
+
+        Each run is ``(its range, the bounds inside it)``; together the runs make
+        exactly the ``len(bounds) + 1`` segments, in order.
+        """
+        count = max(1, min(count, len(bounds) + 1))
+        cuts = [len(bounds) * i // count for i in range(1, count)]
+        edges: list[KeyValue | None] = [self.lo, *(bounds[c] for c in cuts), self.hi]
+        starts = [0, *(c + 1 for c in cuts)]
+        ends = [*cuts, len(bounds)]
+        return [
+            (KeyRange(edges[i], edges[i + 1]), list(bounds[starts[i] : ends[i]]))
+            for i in range(count)
+        ]
+
     def describe(self) -> str:
         """A short human rendering for progress and errors."""
         lo = "-inf" if self.lo is None else ",".join(self.lo)

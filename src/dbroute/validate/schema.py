@@ -76,12 +76,18 @@ def _diff(kind: str, neon: Objects, rds: Objects) -> list[SchemaDifference]:
         ours, theirs = neon.get(name), rds.get(name)
         if ours == theirs:
             continue
-        if ours is None or theirs is None:
-            detail = f"{kind} only on {'rds' if ours is None else 'neon'}"
-        else:
-            detail = f"{kind} differs"
+        detail = _only_on(kind, ours, theirs) or f"{kind} differs"
         found.append(SchemaDifference(kind, name[0], name[1], detail, ours, theirs))
     return found
+
+
+def _only_on(kind: str, neon: object | None, rds: object | None) -> str | None:
+    """``"<kind> only on <side>"`` when the object is missing on one side, else None."""
+    if neon is None:
+        return f"{kind} only on rds"
+    if rds is None:
+        return f"{kind} only on neon"
+    return None
 
 
 def _diff_tables(
@@ -99,11 +105,8 @@ def _diff_tables(
             a, b = ours.get(column), theirs.get(column)
             if a == b:
                 continue
-            if a is None or b is None:
-                detail = f"column only on {'rds' if a is None else 'neon'}"
-            else:
-                changed = [f for f in _COLUMN_ATTRIBUTES if getattr(a, f) != getattr(b, f)]
-                detail = "column differs: " + ", ".join(changed)
+            changed = [f for f in _COLUMN_ATTRIBUTES if getattr(a, f, 0) != getattr(b, f, 0)]
+            detail = _only_on("column", a, b) or "column differs: " + ", ".join(changed)
             found.append(
                 SchemaDifference(
                     "column", name[0], f"{name[1]}.{column}", detail, _describe(a), _describe(b)

@@ -10,8 +10,9 @@ on inside the same snapshot.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -31,6 +32,7 @@ PINNED_SETTINGS = {
     "lc_monetary": "C",
 }
 
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]+")
 _QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
 
 
@@ -44,6 +46,8 @@ class Side:
 
     target: Target
     conn: Connection
+    #: More connections in the same snapshot (first pass of large tables).
+    helpers: list[Side] = field(default_factory=list)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run ``sql`` (``%s`` placeholders) under a savepoint; raise :class:`QueryTimeout`."""
@@ -61,20 +65,56 @@ class Side:
 
 @contextlib.contextmanager
 def open_side(
-    engine: Engine, target: Target, *, read_only: bool = True, statement_timeout_ms: int = 0
+    engine: Engine,
+    target: Target,
+    *,
+    read_only: bool = True,
+    statement_timeout_ms: int = 0,
+    helpers: int = 0,
 ) -> Iterator[Side]:
     """A connection to ``engine`` in a transaction with the rendering settings pinned.
 
     Read-only (the default): REPEATABLE READ READ ONLY, so everything read sees
-    one snapshot, rolled back on exit. Otherwise a READ COMMITTED transaction
-    committed when the block succeeds (repair, sequence sync).
+    one snapshot, rolled back on exit; ``helpers`` more connections share that
+    very snapshot (``pg_export_snapshot``) to scan parts of a table at once.
+    Otherwise a READ COMMITTED transaction committed when the block succeeds
+    (repair, sequence sync).
     """
+    with contextlib.ExitStack() as stack:
+        side = stack.enter_context(_transaction(engine, target, read_only, statement_timeout_ms))
+        if read_only and helpers > 0:
+            try:
+                snapshot = side.query("select pg_export_snapshot()")[0][0]
+            except DBAPIError:  # e.g. a hot standby: scan with one connection
+                snapshot = None
+            if snapshot is not None:
+                side.helpers = [
+                    stack.enter_context(
+                        _transaction(engine, target, True, statement_timeout_ms, snapshot)
+                    )
+                    for _ in range(helpers)
+                ]
+        yield side
+
+
+@contextlib.contextmanager
+def _transaction(
+    engine: Engine,
+    target: Target,
+    read_only: bool,
+    statement_timeout_ms: int,
+    snapshot: str | None = None,
+) -> Iterator[Side]:
     options: dict[str, Any] = {"isolation_level": "READ COMMITTED"}
     if read_only:
         options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
     with engine.connect() as base:
         conn = base.execution_options(**options)
         with conn.begin() as transaction:
+            if snapshot is not None:  # must come first; a utility statement takes no parameter
+                if not _SNAPSHOT_ID.fullmatch(snapshot):
+                    raise ValueError(f"unexpected snapshot id {snapshot!r}")
+                conn.exec_driver_sql(f"set transaction snapshot '{snapshot}'")
             for name, value in {
                 **PINNED_SETTINGS,
                 "statement_timeout": str(statement_timeout_ms),
