@@ -5,7 +5,8 @@ servers, with 10 scattered differences (4 changed values, 3 rows missing on
 RDS, 3 rows only on RDS). Measured in the same run, ``--runs`` times each:
 
 * ``dbroute``      ``dbroute.validate.compare_data`` (finds the 10 rows), with
-                   the default two connections per server, and with one;
+                   the default one connection per server, and ``par 2`` with
+                   two per server sharing the snapshot (``parallel=2``);
 * ``reladiff``     ``reladiff.diff_tables`` over the same columns (defaults,
                    and tuned: 4 threads, no unique-key check);
 * ``python floor`` a full ``SELECT ... ORDER BY id`` streamed from both servers
@@ -71,7 +72,7 @@ def libpq(url: str) -> str:
 COUNTS: dict[str, int] = {}
 
 
-def run_dbroute(neon: str, rds: str, planted: set[int], parallel: int = 2) -> None:
+def run_dbroute(neon: str, rds: str, planted: set[int], parallel: int = 1) -> None:
     options = DataOptions(tables=["public.bench"], parallel=parallel)
     table = compare_data(neon, rds, options).table("public", "bench")
     COUNTS.update(neon=table.rows_neon, rds=table.rows_rds, downloaded=table.rows_downloaded)
@@ -178,7 +179,7 @@ def main() -> None:
                 "scan both": lambda: run_scan_both(neon, rds, planted),
                 "scan seq": lambda: run_scan_sequential(neon, rds, planted),
                 "dbroute": lambda: run_dbroute(neon, rds, planted),
-                "dbroute 1 conn": lambda: run_dbroute(neon, rds, planted, parallel=1),
+                "dbroute par 2": lambda: run_dbroute(neon, rds, planted, parallel=2),
                 "python floor": lambda: run_python_floor(neon, rds, planted),
             }
             if not args.skip_reladiff:

@@ -3,6 +3,9 @@ detected, reported, and never silently overwritten, in mirroring and in replay."
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import text
 from tests.dualwrite.support import (
@@ -20,7 +23,7 @@ SETTINGS = {
     "dual_write": True,
     "force_rds": "on-rds",
     "dual_write_pause_ms": 0,
-    "dual_write_lock_timeout_ms": 100,
+    "dual_write_lock_timeout_ms": 300,
 }
 
 
@@ -82,3 +85,50 @@ def test_strict_mode_raises_on_conflict(make_router):
     assert [c.pk for c in raised.value.conflicts] == [("1",)]
     assert kv_rows(router.engine(Target.RDS)) == {}
     assert_converged(router)
+
+
+def _wait_for_lock_wait(router) -> None:
+    deadline = time.monotonic() + 10
+    with router.engine(Target.NEON).connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "select count(*) from pg_stat_activity "
+                    "where wait_event_type = 'Lock' and datname = current_database()"
+                )
+            ).scalar_one()
+            if waiting:
+                return
+            conn.rollback()  # a new transaction sees fresh activity statistics
+            time.sleep(0.01)
+    raise AssertionError("the other side's mirror never waited for the row")
+
+
+def test_overlapping_writes_on_both_sides_are_a_conflict(ramp_router):
+    updated = threading.Event()
+    errors: list[BaseException] = []
+
+    def on_neon() -> None:
+        try:
+            with ramp_router.session("on-neon") as session, session.begin():
+                session.execute(text("update kv set v = 10 where k = 1"))
+                updated.set()
+                _wait_for_lock_wait(ramp_router)  # the RDS writer's mirror waits for our row
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=on_neon)
+    writer.start()
+    assert updated.wait(10)
+    write(ramp_router, "on-rds", "update kv set v = 20 where k = 1")
+    writer.join(30)
+    assert not errors  # best-effort: both commits succeeded
+    assert kv_rows(ramp_router.engine(Target.NEON))[1] == 10
+    assert kv_rows(ramp_router.engine(Target.RDS))[1] == 20
+    report = ramp_router.replay()
+    assert {c.source for c in report.conflicts} == {Target.NEON, Target.RDS}
+    assert kv_rows(ramp_router.engine(Target.NEON))[1] == 10  # nothing overwritten
+    assert kv_rows(ramp_router.engine(Target.RDS))[1] == 20
+    ramp_router.replay(prefer=Target.RDS)
+    assert_converged(ramp_router)
+    assert kv_rows(ramp_router.engine(Target.NEON))[1] == 20

@@ -63,7 +63,7 @@ def _since(
 )
 @click.option(
     "--parallel",
-    default=2,
+    default=1,
     show_default=True,
     type=click.IntRange(1, 16),
     help="Connections per database scanning one large table (same snapshot).",

@@ -188,11 +188,13 @@ class Secondary:
                 driver: Any = raw.driver_connection
                 driver.execute(_APPLY, params)
             except psycopg.Error as exc:
-                broken = driver.closed or isinstance(exc, psycopg.OperationalError)
+                # A lock or statement timeout leaves a healthy connection; a lost one
+                # (the server restarted since it was pooled) is dropped and retried once.
+                broken = bool(driver.broken or driver.closed)
                 if broken:
-                    raw.invalidate(exc)  # never back into the pool
-                if broken and attempt == 1 and isinstance(exc, psycopg.OperationalError):
-                    continue  # a pooled connection from before a restart: retry once
+                    raw.invalidate(exc)
+                if broken and attempt == 1:
+                    continue
                 raise self._failed(exc, origin, confirmed) from exc
             finally:
                 raw.close()

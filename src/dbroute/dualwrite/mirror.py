@@ -39,6 +39,7 @@ from dbroute.errors import DualWriteNotSetUpError, SecondaryWriteError, WriteCon
 from dbroute.router import INFO_TARGET, Router
 from dbroute.target import Target
 from dbroute.telemetry import (
+    ATTR_ERROR_TYPE,
     DUALWRITE_ADDED_LATENCY,
     DUALWRITE_JOURNALED,
     DUALWRITE_MIRRORED,
@@ -122,7 +123,7 @@ class DualWriter:
             else:
                 secondary.apply(changes, target)
         except MirrorError as failure:
-            DUALWRITE_SECONDARY_ERRORS.add(1, {**attributes, "error.type": failure.error_type})
+            DUALWRITE_SECONDARY_ERRORS.add(1, {**attributes, ATTR_ERROR_TYPE: failure.error_type})
             report_conflicts(failure.conflicts)
             self._failed(connection, target, changes, failure)
         else:

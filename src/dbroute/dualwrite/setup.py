@@ -53,7 +53,8 @@ order by 1, 2
 # dbroute.tables, which may be stale): triggers first, then functions.
 _INSTALLED_TRIGGERS = """
 select format('drop trigger %I on %s', t.tgname, t.tgrelid::regclass) from pg_trigger t
-where t.tgname like 'dbroute\\_%' and not t.tgisinternal
+where (t.tgname like 'dbroute\\_capture\\_%' or t.tgname = 'dbroute_truncate')
+  and not t.tgisinternal
 """
 _GENERATED_FUNCTIONS = """
 select format('drop function %s', p.oid::regprocedure) from pg_proc p

@@ -41,7 +41,7 @@ def compare_data(
     each finished table, ``planned`` with the number of tables once known.
     """
     options = options or DataOptions()
-    with engine_pair(neon, rds, connections=options.jobs) as (ours, theirs):
+    with engine_pair(neon, rds, connections=options.jobs * options.parallel) as (ours, theirs):
         plans = plan_tables(ours, theirs, options)
         if planned is not None:
             planned(len(plans))
@@ -61,7 +61,7 @@ def validate(
     """Run the schema diff and/or the data diff and time the whole run."""
     options = options or DataOptions()
     started = datetime.now(UTC)
-    with engine_pair(neon, rds, connections=options.jobs) as (ours, theirs):
+    with engine_pair(neon, rds, connections=options.jobs * options.parallel) as (ours, theirs):
         schema_report = diff_schemas(ours, theirs, options.schemas) if schema else None
         data_report = (
             compare_data(ours, theirs, options, progress, planned=planned) if data else None

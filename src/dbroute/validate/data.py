@@ -45,8 +45,9 @@ class DataOptions:
     where: str | None = None
     since: tuple[str, str] | None = None
     jobs: int = 4
-    #: Connections per server scanning one large table's first pass together.
-    parallel: int = 2
+    #: Connections per server scanning one large table's first pass together (raise it
+    #: on servers with idle cores; each runs a share of the scan in the same snapshot).
+    parallel: int = 1
     #: Tables estimated at least this large count as large.
     parallel_min_rows: int = 100_000
     algorithm: Algorithm = "hashtext"
