@@ -134,8 +134,12 @@ class RoutingSettings(BaseSettings):
     )
     shadow_seed: str | None = Field(None, description="set: sampling is deterministic per query")
     shadow_workers: int = Field(2, ge=1, le=64, description="background threads running shadows")
-    shadow_queue_size: int = Field(1000, ge=1, le=1_000_000, description="shadows waiting; more drop")
-    shadow_pool_size: int = Field(2, ge=1, le=64, description="connections per database for shadows")
+    shadow_queue_size: int = Field(
+        1000, ge=1, le=1_000_000, description="shadows waiting; more drop"
+    )
+    shadow_pool_size: int = Field(
+        2, ge=1, le=64, description="connections per database for shadows"
+    )
     shadow_statement_timeout: float = Field(2.0, gt=0, le=600, description="seconds per shadow")
     shadow_row_cap: int = Field(10_000, ge=1, le=10_000_000, description="larger results skipped")
     shadow_recheck_delay: float = Field(0.5, ge=0, le=60, description="seconds before lag recheck")

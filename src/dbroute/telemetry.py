@@ -113,6 +113,7 @@ def phase_attributes(phase: str) -> Mapping[str, str]:
 # Attribute: ATTR_TARGET names the database written first (the session's
 # primary; for replay, the database whose truth is copied).
 
+
 def _rows(name: str, description: str, unit: str = "{row}") -> Counter:
     return METER.create_counter(name, unit=unit, description=description)
 

@@ -20,7 +20,7 @@ __all__ = ["STEPS", "DemoContext", "DemoStep", "run_demo"]
 DemoStep = Callable[[DemoContext], None]
 
 #: The demo's steps, in order.
-STEPS: list[DemoStep] = [routing_step, dualwrite_step, phases_step, shadow_step, validation_step]
+STEPS: list[DemoStep] = [routing_step, dualwrite_step, shadow_step, validation_step, phases_step]
 
 
 def run_demo(context: DemoContext, steps: list[DemoStep] | None = None) -> None:

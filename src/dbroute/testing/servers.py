@@ -389,7 +389,8 @@ def _from_pgserver(stack: contextlib.ExitStack) -> ServerPair | None:
     for name in ("neon", "rds"):
         root = Path(tempfile.mkdtemp(prefix=f"dbroute-pgserver-{name}-"))
         stack.callback(shutil.rmtree, root, True)
-        handle = pgserver.get_server(root, cleanup_mode="stop")
+        # pgserver re-exports get_server without listing it in __all__.
+        handle = pgserver.get_server(root, cleanup_mode="stop")  # type: ignore[attr-defined]
         stack.callback(handle.cleanup)
         servers.append(
             PostgresServer(name, _sqlalchemy_url(handle.get_uri()), "pgserver", _handle=handle)
