@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from dbroute.assess import assess, render
+from dbroute.cli.options import json_option, target_option
 from dbroute.phases.health import admin_engine
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
@@ -16,12 +17,11 @@ __all__ = ["assess_command"]
 
 
 @click.command("assess")
-@click.option(
+@target_option(
     "--target",
     "target",
+    "The database to assess (the other one is compared with it).",
     required=True,
-    type=click.Choice([t.value for t in Target]),
-    help="The database to assess (the other one is compared with it).",
 )
 @click.option(
     "--top",
@@ -30,7 +30,7 @@ __all__ = ["assess_command"]
     type=click.IntRange(1),
     help="Tables shown in the human report.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (everything).")
+@json_option
 def assess_command(target: str, top: int, as_json: bool) -> None:
     """Assess a database before or after the migration (read-only).
 

@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dbroute.cli.options import target_option
 from dbroute.dualwrite.journal import backlog, status
 from dbroute.router import Router
 from dbroute.settings import RoutingSettings
@@ -50,11 +51,7 @@ def teardown_command(force: bool) -> None:
 
 @click.command("replay")
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
-@click.option(
-    "--prefer",
-    type=click.Choice([t.value for t in Target]),
-    help="Settle conflicts: this database's copy wins.",
-)
+@target_option("--prefer", "prefer", "Settle conflicts: this database's copy wins.")
 def replay_command(batch_size: int, prefer: str | None) -> None:
     """Copy journaled rows to the other database until both agree.
 

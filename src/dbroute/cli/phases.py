@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from dbroute.cli.options import json_option
 from dbroute.phases.checks import CHECK_KINDS, Limits
 from dbroute.phases.control import PhaseControl, default_actor
 from dbroute.phases.model import PHASE_ORDER, Direction, Phase
@@ -21,15 +22,13 @@ from dbroute.settings import RoutingSettings
 
 __all__ = ["advance_command", "rollback_command", "status_command"]
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
 
 def _dump(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
 @click.command("status")
-@_json_option
+@json_option
 def status_command(as_json: bool) -> None:
     """Show the migration phase, both databases' health, journal backlog and last validation."""
     with closing(PhaseControl(RoutingSettings())) as control:
@@ -107,7 +106,7 @@ def _change_command(direction: Direction) -> click.Command:
         type=click.Choice(CHECK_KINDS),
         help="Waive a failed check (emergencies; audited).",
     )
-    @_json_option
+    @json_option
     def command(
         to: str,
         percent: Decimal | None,

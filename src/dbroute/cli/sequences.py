@@ -7,6 +7,7 @@ import json
 import click
 from rich.console import Console
 
+from dbroute.cli.options import json_option, target_option
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 from dbroute.validate import sync_sequences
@@ -21,16 +22,15 @@ def sequences_group() -> None:
 
 
 @click.command("sync")
-@click.option(
+@target_option(
     "--from",
     "source",
+    "The authoritative database; the other one's sequences move.",
     required=True,
-    type=click.Choice([t.value for t in Target]),
-    help="The authoritative database; the other one's sequences move.",
 )
 @click.option("--schema", "schemas", multiple=True, help="Schema (repeatable; default all).")
 @click.option("--dry-run", is_flag=True, help="Show what would move; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def sync_command(source: str, schemas: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
     """Move the other database's sequences to at least the source's and the keys' position.
 

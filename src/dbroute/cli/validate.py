@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from dbroute.cli.options import json_option, target_option
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 from dbroute.validate import (
@@ -90,17 +91,14 @@ def _since(
     type=click.IntRange(10),
     help="Segments this small are downloaded (keys and hashes) and compared.",
 )
-@click.option(
-    "--from",
-    "source",
-    type=click.Choice([t.value for t in Target]),
-    help="Authoritative database: show (or with --repair, apply) the repair.",
+@target_option(
+    "--from", "source", "Authoritative database: show (or with --repair, apply) the repair."
 )
 @click.option("--repair", "do_repair", is_flag=True, help="Write the repair (needs --from).")
 @click.option("--include-pending", is_flag=True, help="Repair keys pending in the journal too.")
 @click.option("--record", is_flag=True, help="Store the summary in dbroute.validation_runs.")
 @click.option("--who", help="Who ran it, for --record (default user@host).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def validate_command(
     schema_only: bool,
     data_only: bool,
