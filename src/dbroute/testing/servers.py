@@ -28,15 +28,7 @@ from typing import Any, Literal
 
 from dbroute.errors import DBRouteError
 
-__all__ = [
-    "DatabasePair",
-    "PostgresServer",
-    "ServerPair",
-    "ServerUnavailableError",
-    "create_database_pair",
-    "drop_database_pair",
-    "start_server_pair",
-]
+# The public names are re-exported (and listed) by dbroute.testing.
 
 log = logging.getLogger("dbroute.testing")
 
