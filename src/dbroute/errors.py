@@ -20,6 +20,7 @@ __all__ = [
     "RepairError",
     "SecondaryWriteError",
     "SegmentTimeoutError",
+    "SequenceSyncError",
     "ShadowReadsDisabledError",
     "ValidateError",
     "WriteConflictError",
@@ -102,6 +103,15 @@ class SegmentTimeoutError(ValidateError):
 
 class RepairError(ValidateError):
     """A repair did not leave the repaired keys equal on both databases (or was refused)."""
+
+
+class SequenceSyncError(RepairError):
+    """``dbroute sequences sync`` refused to move a sequence.
+
+    The wanted next value lies outside the sequence's or its column's range
+    (the message says how much ``--headroom`` fits), or the sequence stayed
+    busy (a long transaction holding it) past the lock timeout.
+    """
 
 
 class ShadowReadsDisabledError(DBRouteError):

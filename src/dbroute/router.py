@@ -108,11 +108,6 @@ class Router:
         }
         # --- features switched on by settings attach to session_class here; they
         # are imported lazily so the core routes without loading what it does not use.
-        self._phase_poller: PhasePoller | None = None
-        if settings.phase_poll_seconds > 0 and settings.phase is None:
-            from dbroute.phases.poller import PhasePoller
-
-            self._phase_poller = PhasePoller.start(self, settings.phase_poll_seconds)
         # Dual-write hooks commits when routing_state.dual_write is on, which a
         # followed phase may switch at runtime.
         self._dual_writer: DualWriter | None = None
@@ -128,6 +123,12 @@ class Router:
             from dbroute.shadow import ShadowReads
 
             self._shadow = ShadowReads.attach(self)
+        # The phase poller starts last: its thread must not outlive a failed __init__.
+        self._phase_poller: PhasePoller | None = None
+        if settings.phase_poll_seconds > 0 and settings.phase is None:
+            from dbroute.phases.poller import PhasePoller
+
+            self._phase_poller = PhasePoller.start(self, settings.phase_poll_seconds)
 
         log.info(
             "dbroute router ready: rds_percent=%s kill_switch=%s neon=%s rds=%s",

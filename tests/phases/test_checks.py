@@ -90,9 +90,9 @@ def test_sequences_behind_their_keys_on_the_new_primary(control):
         conn.execute(text("insert into items (id, name) values (1, 'a'), (41, 'b')"))
     plan = control.plan(Direction.ADVANCE, Phase.RAMP, percent=Decimal(1), skip=["validation"])
     detail = failed(plan)["sequences:rds"]
-    assert "public.items_id_seq next 1" in detail
-    assert "max public.items.id 41" in detail
-    assert "dbroute sequences sync --from neon" in detail
+    assert "public.items_id_seq (next 1): key 1 of public.items.id" in detail
+    assert "within its next 1000000 values [1, 1000000]" in detail
+    assert "dbroute sequences sync --from neon --headroom 1000000000" in detail
     with control.engines[Target.RDS].begin() as conn:
         conn.execute(text("select setval('items_id_seq', 41)"))
     plan = control.plan(Direction.ADVANCE, Phase.RAMP, percent=Decimal(1), skip=["validation"])

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine
+
+from dbroute.errors import ConfigurationError, SequenceSyncError
+from dbroute.phases.sequences import next_window
 from dbroute.target import Target
 from dbroute.validate import sync_sequences
+from dbroute.validate.sequences import synced_next
 
 from .validate_helpers import Pair
 
@@ -48,3 +58,139 @@ def test_dry_run_moves_nothing(pair: Pair) -> None:
     }
     assert planned["public.orders_id_seq"].after == 71
     assert pair.rows(pair.rds, "select nextval('orders_id_seq')") == [(1,)]
+
+
+RAMP_DDL = """
+create table orders (id bigserial primary key, note text);
+create table downs (id bigint primary key);
+create sequence countdown increment by -1 start -1 minvalue -9000000000 maxvalue -1
+    owned by downs.id;
+alter table downs alter column id set default nextval('countdown');
+"""
+
+
+def _next(pair: Pair, engine, sequence: str) -> int:
+    return int(pair.rows(engine, f"select nextval('{sequence}')")[0][0])
+
+
+def test_headroom_gives_the_target_its_own_range_and_is_idempotent(pair: Pair) -> None:
+    pair.both(RAMP_DDL)
+    pair.run(pair.neon, "insert into orders (note) select 'n' from generate_series(1, 50)")
+    pair.run(pair.neon, "insert into downs default values")  # -1
+    pair.run(pair.rds, "insert into orders (id, note) select g, 'n' from generate_series(1, 50) g")
+    pair.run(pair.rds, "insert into downs values (-1)")
+
+    changes = {
+        c.sequence: c for c in sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=1000)
+    }
+    assert changes["public.orders_id_seq"].after == 51 + 1000  # Neon's next + headroom
+    assert changes["public.countdown"].after == -2 - 1000  # descending: mirrored downwards
+    # RDS hands out ids in its own range...
+    pair.run(pair.rds, "insert into orders (note) select 'r' from generate_series(1, 20)")
+    pair.run(pair.rds, "insert into downs default values")
+    assert pair.rows(pair.rds, "select max(id) from orders") == [(1070,)]
+    # ...and a second run changes nothing: its own rows are below its next value.
+    again = sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=1000)
+    assert not any(c.changed for c in again), again
+    # Neon advancing less than RDS changes nothing either; more than RDS moves RDS up.
+    pair.run(pair.neon, "insert into orders (note) select 'n' from generate_series(1, 10)")
+    assert not any(
+        c.changed for c in sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=1000)
+    )
+    pair.run(pair.neon, "insert into orders (note) select 'n' from generate_series(1, 20)")
+    moved = {c.sequence: c for c in sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=1000)}
+    assert (moved["public.orders_id_seq"].before, moved["public.orders_id_seq"].after) == (
+        1071,
+        81 + 1000,
+    )
+    assert _next(pair, pair.rds, "orders_id_seq") == 1081
+    # Headroom 0 is today's behaviour: never moves a sequence back.
+    assert not any(c.changed for c in sync_sequences(pair.neon, pair.rds, Target.NEON))
+
+
+def test_headroom_that_does_not_fit_an_integer_column_says_what_fits(pair: Pair) -> None:
+    pair.both("create table tickets (id serial primary key)")
+    pair.run(pair.neon, "select setval('tickets_id_seq', 2000000000)")  # next 2000000001
+    with pytest.raises(SequenceSyncError, match="does not fit") as refused:
+        sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=1_000_000_000)
+    message = str(refused.value)
+    assert "public.tickets_id_seq" in message
+    fits = 2**31 - 1 - 2_000_000_001
+    assert f"At most {fits} fits" in message
+    assert f"--headroom {fits // 2}" in message
+    assert _next(pair, pair.rds, "tickets_id_seq") == 1  # nothing moved
+    done = sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=fits // 2)
+    assert done[0].after == 2_000_000_001 + fits // 2
+
+
+def test_a_bigint_sequence_feeding_an_integer_column_is_bounded_by_the_column(pair: Pair) -> None:
+    pair.both(
+        "create sequence wide as bigint; "
+        "create table narrow (id int primary key default nextval('wide')); "
+        "alter sequence wide owned by narrow.id"
+    )
+    pair.run(pair.neon, "select setval('wide', 2000000000)")
+    with pytest.raises(SequenceSyncError, match="range of its integer column"):
+        sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=1_000_000_000)
+    with pytest.raises(ConfigurationError, match="headroom"):
+        sync_sequences(pair.neon, pair.rds, Target.NEON, headroom=-1)
+
+
+deterministic = settings(derandomize=True, max_examples=500, deadline=None)
+values = st.integers(-(10**12), 10**12)
+
+
+@deterministic
+@given(
+    current=values,
+    increment=st.integers(1, 50) | st.integers(-50, -1),
+    source_next=st.none() | values,
+    extreme=st.none() | values,
+    headroom=st.integers(0, 10**6),
+    window=st.integers(1, 10**6),
+)
+def test_synced_next_gives_disjoint_free_windows(
+    current, increment, source_next, extreme, headroom, window
+):
+    """The sync rule and the phase check agree: headroom >= window leaves nothing in the way."""
+    wanted = synced_next(
+        current, increment, source_next=source_next, extreme_key=extreme, headroom=headroom
+    )
+    ahead = (lambda a, b: a >= b) if increment > 0 else (lambda a, b: a <= b)
+    assert ahead(wanted, current)  # never back
+    if extreme is not None:
+        assert ahead(wanted, extreme + increment)  # past every key
+    # Idempotent: the result is already where the rule wants it.
+    again = synced_next(
+        wanted, increment, source_next=source_next, extreme_key=extreme, headroom=headroom
+    )
+    assert again == wanted
+    bound = 10**15
+    ours = next_window(wanted, increment, window, -bound, bound)
+    assert ours is not None
+    if extreme is not None:
+        assert extreme not in ours
+    if source_next is not None and headroom >= window:
+        theirs = next_window(source_next, increment, window, -bound, bound)
+        assert theirs is not None
+        assert not ours.overlaps(theirs)
+
+
+def test_a_role_that_does_not_own_the_sequence_moves_it_under_a_table_lock(pair: Pair) -> None:
+    role = f"dbr_seq_{uuid.uuid4().hex[:8]}"
+    pair.both("create table orders (id bigserial primary key)")
+    pair.run(pair.neon, "insert into orders default values")  # Neon's next: 2
+    pair.run(
+        pair.rds,
+        f"create role {role}; grant usage on schema public to {role}; "
+        f"grant select, update on all tables in schema public to {role}; "
+        f"grant select, update on all sequences in schema public to {role}",
+    )
+    rds = create_engine(pair.urls.rds_url, connect_args={"options": f"-c role={role}"})
+    try:
+        (change,) = sync_sequences(pair.neon, rds, Target.NEON, headroom=10)
+        assert change.after == 12
+        assert _next(pair, pair.rds, "orders_id_seq") == 12
+    finally:
+        rds.dispose()
+        pair.run(pair.rds, f"drop owned by {role}; drop role {role}")

@@ -18,6 +18,7 @@ from dbroute.phases.checks import CHECK_KINDS, Limits
 from dbroute.phases.control import PhaseControl, default_actor
 from dbroute.phases.model import PHASE_ORDER, Direction, Phase
 from dbroute.phases.render import plan_dict, print_plan, print_status
+from dbroute.phases.sequences import DEFAULT_WINDOW
 from dbroute.settings import RoutingSettings
 
 __all__ = ["advance_command", "rollback_command", "status_command"]
@@ -100,6 +101,13 @@ def _change_command(direction: Direction) -> click.Command:
     @_limit(
         "--max-validation-age", 60, click.IntRange(1), "Minutes a clean validation stays valid."
     )
+    @_limit(
+        "--sequence-window",
+        DEFAULT_WINDOW,
+        click.IntRange(1),
+        "Generated values each sequence must find free of keys (in ramp: and of the "
+        "other database's sequence).",
+    )
     @click.option(
         "--skip",
         multiple=True,
@@ -116,13 +124,17 @@ def _change_command(direction: Direction) -> click.Command:
         max_backlog: int,
         backlog_grace: float,
         max_validation_age: int,
+        sequence_window: int,
         skip: tuple[str, ...],
         as_json: bool,
     ) -> None:
         if execute and not reason.strip():
             raise click.UsageError("--execute needs --reason '...': it goes into the audit history")
         limits = Limits(
-            max_backlog, timedelta(minutes=max_validation_age), timedelta(seconds=backlog_grace)
+            max_backlog,
+            timedelta(minutes=max_validation_age),
+            timedelta(seconds=backlog_grace),
+            sequence_window=sequence_window,
         )
         with closing(PhaseControl(RoutingSettings())) as control:
             plan = control.plan(direction, Phase(to), percent=percent, limits=limits, skip=skip)

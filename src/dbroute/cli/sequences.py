@@ -1,4 +1,4 @@
-"""``dbroute sequences sync --from neon|rds``: move the other database's sequences forward."""
+"""``dbroute sequences sync --from neon|rds [--headroom N]``: move the other side's sequences."""
 
 from __future__ import annotations
 
@@ -30,12 +30,23 @@ def sequences_group() -> None:
 )
 @click.option("--schema", "schemas", multiple=True, help="Schema (repeatable; default all).")
 @click.option("--dry-run", is_flag=True, help="Show what would move; write nothing.")
+@click.option(
+    "--headroom",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Start the other database's sequences N values past the source's, so both can "
+    "generate keys during a ramp (e.g. 1000000000 for bigint keys).",
+)
 @json_option
-def sync_command(source: str, schemas: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+def sync_command(
+    source: str, schemas: tuple[str, ...], dry_run: bool, headroom: int, as_json: bool
+) -> None:
     """Move the other database's sequences to at least the source's and the keys' position.
 
     Every sequence and identity column of the other database is set to at
-    least max(its largest key + 1, the source sequence's next value). Idempotent.
+    least max(its largest key + 1, the source sequence's next value + N with
+    --headroom N). Sequences never move back. Idempotent.
     """
     settings = RoutingSettings()
     changes = sync_sequences(
@@ -44,6 +55,7 @@ def sync_command(source: str, schemas: tuple[str, ...], dry_run: bool, as_json: 
         Target(source),
         dry_run=dry_run,
         schemas=schemas or None,
+        headroom=headroom,
     )
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in changes], indent=2))

@@ -16,13 +16,19 @@ Which checks a move needs follows from what it changes:
     the mirror (``neon_only`` ↔ ``dual_write``, ``rds_primary`` ↔ ``rds_only``)
     moves nobody and needs neither;
 ``sequences:<db>``
-    on every database that is primary in the target phase, each sequence is
-    ahead of the keys in its column (else the first insert fails).
+    on every database that is primary in the target phase, the next
+    ``Limits.sequence_window`` values of each owned sequence hold no existing
+    key of its column — on that database and, when the phase mirrors, on the
+    other one (its keys arrive here). When both databases are primaries
+    (ramp), the check of RDS also demands that its window and Neon's window
+    of the same sequence are disjoint: both hand out ids, the mirror copies
+    rows, and equal ids collide (``dbroute sequences sync --headroom``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +37,7 @@ from sqlalchemy import Engine, text
 
 from dbroute.phases.health import check_health, describe_error
 from dbroute.phases.model import Phase, Transition, rules
-from dbroute.phases.sequences import lagging_sequences
+from dbroute.phases.sequences import DEFAULT_WINDOW, SUGGESTED_HEADROOM, blocked_sequences
 from dbroute.target import Target
 
 __all__ = [
@@ -61,6 +67,9 @@ class Limits:
     #: other database that has not confirmed its commit yet: under load there
     #: are always a few, so only older ones count as backlog.
     backlog_grace: timedelta = timedelta(seconds=5)
+    #: How many generated values ahead each sequence must find free of keys
+    #: (and, in ramp, of the other database's sequence): an early warning.
+    sequence_window: int = DEFAULT_WINDOW
 
 
 #: The defaults of ``dbroute advance``: empty journals, a clean validation under an hour old.
@@ -129,7 +138,7 @@ def run_checks(
         "health": lambda t: _health(engines, _given(t)),
         "backlog": lambda t: _backlog(engines, _given(t), limits),
         "validation": lambda _t: _validation(engines, limits.max_validation_age),
-        "sequences": lambda t: _sequences(engines, _given(t)),
+        "sequences": lambda t: _sequences(engines, _given(t), move.target, limits.sequence_window),
     }
     results = []
     for kind, target in required_checks(move):
@@ -264,25 +273,38 @@ def _validation(engines: Mapping[Target, Engine], max_age: timedelta) -> Check:
     return Check("validation", True, f"clean, {when}")
 
 
-def _sequences(engines: Mapping[Target, Engine], target: Target) -> Check:
+def _sequences(
+    engines: Mapping[Target, Engine], target: Target, phase: Phase, window: int
+) -> Check:
     name = f"sequences:{target.value}"
+    phase_rules = rules(phase)
+    both = len(phase_rules.primaries) == 2
+    # A mirroring phase brings the other database's keys here: check them too.
+    read = [target, target.other] if phase_rules.dual_write else [target]
     try:
-        with engines[target].connect() as conn:
-            lagging = lagging_sequences(conn)
+        with ExitStack() as stack:
+            conns = {t: stack.enter_context(engines[t].connect()) for t in read}
+            # One check reports the overlap of two windows: RDS's, whose sequence moves.
+            blocked = blocked_sequences(
+                conns, target, window, overlap=both and target is Target.RDS
+            )
     except Exception as exc:  # unreachable: unproven, so refused
         return Check(name, False, f"cannot read sequences: {describe_error(exc)}")
-    if lagging:
-        shown = ", ".join(
-            f"{s.sequence} next {s.next_value} ≤ max {s.column} {s.max_key}" for s in lagging[:5]
-        )
-        more = f" and {len(lagging) - 5} more" if len(lagging) > 5 else ""
+    if blocked:
+        shown = "; ".join(b.detail for b in blocked[:5])
+        more = f"; and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+        fix = f"dbroute sequences sync --from {target.other.value}"
+        if both:
+            fix += f" --headroom {max(SUGGESTED_HEADROOM, window)}"
+        first = "`dbroute replay`, then " if any(b.needs_replay for b in blocked) else ""
         return Check(
             name,
             False,
-            f"{len(lagging)} sequence(s) behind their keys on {target.value}: {shown}{more}; "
-            f"run `dbroute sequences sync --from {target.other.value}`",
+            f"{len(blocked)} sequence(s) on {target.value} lack room for their next "
+            f"{window} keys: {shown}{more}; run {first}`{fix}`",
         )
-    return Check(name, True, "every owned sequence is ahead of its column's keys")
+    disjoint = f", and apart from {target.other.value}'s" if both and target is Target.RDS else ""
+    return Check(name, True, f"the next {window} values of every owned sequence are free{disjoint}")
 
 
 def _ago(age: timedelta) -> str:
