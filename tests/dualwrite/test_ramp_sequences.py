@@ -9,6 +9,7 @@ disjoint ranges and nothing collides.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import text
@@ -103,12 +104,30 @@ def test_headroom_lets_both_primaries_generate_keys(make_router: MakeRouter) -> 
     neon, rds = router.engine(Target.NEON), router.engine(Target.RDS)
     sync_sequences(neon, rds, Target.NEON, headroom=HEADROOM)
 
-    errors = insert_concurrently(router)
-    # Syncing again while users are on both sides never moves a sequence back.
-    sync_sequences(neon, rds, Target.NEON, headroom=HEADROOM)
-    errors += insert_concurrently(router)
+    # Syncing again while RDS's users insert (each run moves RDS's sequences a
+    # little further) must never hand out an id twice: it locks what it moves.
+    stop, resync_errors = threading.Event(), []
+
+    def resync() -> None:
+        step = 0
+        while not stop.is_set():
+            step += 1
+            try:
+                sync_sequences(neon, rds, Target.NEON, headroom=HEADROOM + step * 100)
+            except BaseException as exc:  # recorded and asserted on
+                resync_errors.append(exc)
+            time.sleep(0.02)
+
+    resyncer = threading.Thread(target=resync, daemon=True)
+    resyncer.start()
+    try:
+        errors = insert_concurrently(router) + insert_concurrently(router)
+    finally:
+        stop.set()
+        resyncer.join(60)
 
     assert errors == []
+    assert resync_errors == []
     assert conflicts(router) == 0
     report = router.replay()
     assert report.ok, report

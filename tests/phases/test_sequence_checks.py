@@ -47,9 +47,9 @@ def copied_pair(control, rows: int = 100) -> None:
     sync_sequences(neon, rds, Target.NEON)
 
 
-def ramp(control, limits: Limits = DEFAULT_LIMITS):
+def ramp(control, limits: Limits = DEFAULT_LIMITS, percent: int = 50):
     return control.plan(
-        Direction.ADVANCE, Phase.RAMP, percent=Decimal(50), limits=limits, skip=SKIP
+        Direction.ADVANCE, Phase.RAMP, percent=Decimal(percent), limits=limits, skip=SKIP
     )
 
 
@@ -92,13 +92,7 @@ def test_neon_approaching_the_rds_range_is_refused_early(control):
     run(control, Target.RDS, "insert into items (name) values ('r')")
     run(control, Target.NEON, "insert into items values (1101, 'r')")
     run(control, Target.NEON, "insert into items (name) select 'n' from generate_series(1, 600)")
-    plan = control.plan(
-        Direction.ADVANCE,
-        Phase.RAMP,
-        percent=Decimal(60),
-        limits=Limits(sequence_window=500),
-        skip=SKIP,
-    )
+    plan = ramp(control, Limits(sequence_window=500), percent=60)
     detail = failed(plan)["sequences:neon"]
     assert "public.items_id_seq (next 701): key 1101 of public.items.id" in detail
     assert "within its next 500 values [701, 1200]" in detail
@@ -106,13 +100,7 @@ def test_neon_approaching_the_rds_range_is_refused_early(control):
     assert "overlap neon's next 500 [701, 1200]" in failed(plan)["sequences:rds"]
     # The advice works: Neon moves past RDS's range, and the two are apart again.
     sync_sequences(neon, rds, Target.RDS, headroom=1000)
-    plan = control.plan(
-        Direction.ADVANCE,
-        Phase.RAMP,
-        percent=Decimal(60),
-        limits=Limits(sequence_window=500),
-        skip=SKIP,
-    )
+    plan = ramp(control, Limits(sequence_window=500), percent=60)
     assert plan.allowed, plan.refusal()
 
 

@@ -93,15 +93,19 @@ def next_window(
     """The range of the next ``size`` values a sequence returns, or ``None`` when it has none.
 
     Ascending: ``[next, next + (size - 1) * increment]``; descending mirrored.
-    Clipped to the sequence's ``[min_value, max_value]`` (``nextval()`` fails
+    It ends at the last value inside ``[min_value, max_value]`` (``nextval()`` fails
     beyond it rather than wrapping; cycling sequences are not modelled).
     """
     if size < 1 or not min_value <= next_value <= max_value:
         return None
-    last = next_value + (size - 1) * increment
-    if increment > 0:
-        return Window(next_value, min(last, max_value))
-    return Window(max(last, min_value), next_value)
+    # How many more steps fit before the sequence's end, at most size - 1.
+    room = (
+        (max_value - next_value) // increment
+        if increment > 0
+        else ((next_value - min_value) // -increment)
+    )
+    last = next_value + min(size - 1, room) * increment
+    return Window(min(next_value, last), max(next_value, last))
 
 
 def _quote(name: str) -> str:
