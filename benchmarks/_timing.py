@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+V = TypeVar("V")
 
 
 def per_call_ns(fn: Callable[[], object], calls: int) -> float:
@@ -19,16 +22,32 @@ def per_call_ns(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter_ns() - start) / calls
 
 
+async def async_per_call_ns(fn: Callable[[], Awaitable[object]], calls: int) -> float:
+    """Average nanoseconds per awaited call of ``fn`` over ``calls`` calls."""
+    start = time.perf_counter_ns()
+    for _ in range(calls):
+        await fn()
+    return (time.perf_counter_ns() - start) / calls
+
+
 def interleaved(
-    variants: dict[str, Callable[[], object]], *, calls: int, rounds: int
+    variants: dict[str, V],
+    *,
+    calls: int,
+    rounds: int,
+    timer: Callable[[V, int], float],
 ) -> dict[str, float]:
-    """Median per-call nanoseconds of each variant, timed in interleaved rounds."""
+    """Median per-call nanoseconds of each variant, timed in interleaved rounds.
+
+    ``timer(fn, calls)`` times one round of a variant: :func:`per_call_ns`, or
+    for coroutine functions a wrapper running :func:`async_per_call_ns`.
+    """
     for fn in variants.values():  # warm-up: pools, caches, lazy imports
-        per_call_ns(fn, max(1, calls // 10))
+        timer(fn, max(1, calls // 10))
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
-            samples[name].append(per_call_ns(fn, calls))
+            samples[name].append(timer(fn, calls))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

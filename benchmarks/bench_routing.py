@@ -10,17 +10,15 @@ Servers come from the test harness (env URLs, Docker or local binaries).
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
 
 import mmh3
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
-from _timing import interleaved, report
+from _timing import async_per_call_ns, interleaved, per_call_ns, report
 from dbroute import Router, RoutingSettings, Target
-from dbroute.testing import create_database_pair, start_server_pair
+from dbroute.testing import create_database_pair, drop_database_pair, start_server_pair
 
 SELECT_1 = text("select 1")
 
@@ -36,6 +34,7 @@ def bench_target_for(router: Router) -> None:
         },
         calls=200_000,
         rounds=15,
+        timer=per_call_ns,
     )
     report(
         "target_for vs a bare mmh3.hash (per call)",
@@ -63,6 +62,7 @@ def bench_sync_session(router: Router) -> None:
         },
         calls=2_000,
         rounds=15,
+        timer=per_call_ns,
     )
     report(
         "sync session + select 1 + close",
@@ -72,14 +72,7 @@ def bench_sync_session(router: Router) -> None:
     )
 
 
-async def _async_per_call(fn: object, calls: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(calls):
-        await fn()  # type: ignore[operator]
-    return (time.perf_counter_ns() - start) / calls
-
-
-async def bench_async_session(router: Router) -> None:
+def bench_async_session(router: Router, runner: asyncio.Runner) -> None:
     plain = async_sessionmaker(router.async_engine(Target.NEON))
 
     async def plain_session() -> None:
@@ -90,24 +83,21 @@ async def bench_async_session(router: Router) -> None:
         async with router.async_session("user-42") as session:
             await session.execute(SELECT_1)
 
-    variants = {
-        "plain async_sessionmaker + select 1": plain_session,
-        "router.async_session(key) + select 1": routed_session,
-    }
-    for fn in variants.values():
-        await _async_per_call(fn, 200)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(15):
-        for name, fn in variants.items():
-            samples[name].append(await _async_per_call(fn, 1_000))
-    medians = {name: statistics.median(v) for name, v in samples.items()}
+    medians = interleaved(
+        {
+            "plain async_sessionmaker + select 1": plain_session,
+            "router.async_session(key) + select 1": routed_session,
+        },
+        calls=1_000,
+        rounds=15,
+        timer=lambda fn, calls: runner.run(async_per_call_ns(fn, calls)),
+    )
     report(
         "async session + select 1 + close",
         medians,
         baseline="plain async_sessionmaker + select 1",
         goal=1.05,
     )
-    await router.adispose()
 
 
 def main() -> None:
@@ -116,12 +106,16 @@ def main() -> None:
         settings = RoutingSettings(
             neon_url=databases.neon_url, rds_url=databases.rds_url, rds_percent=0
         )
-        router = Router(settings)
-        print(f"servers: {servers.source}; key 'user-42' routes to {router.target_for('user-42')}")
-        bench_target_for(router)
-        bench_sync_session(router)
-        asyncio.run(bench_async_session(router))
-        router.dispose()
+        try:
+            with Router(settings) as router, asyncio.Runner() as runner:
+                target = router.target_for("user-42")
+                print(f"servers: {servers.source}; key 'user-42' routes to {target}")
+                bench_target_for(router)
+                bench_sync_session(router)
+                bench_async_session(router, runner)
+                runner.run(router.adispose())
+        finally:
+            drop_database_pair(servers, databases)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ shadowed block the shadow queue is drained (untimed), so the baseline never
 pays for the shadow's backlog while the shadowed block does pay for its own
 background work competing for the CPU and the GIL.
 
+``--pin`` (Linux, 2+ CPUs, local servers) places the work as production does
+on separate machines: the caller and the Neon server on CPU 0, everything the
+shadow adds (its worker threads, the RDS server, the external-load control) on
+CPU 1. Without it, all of it shares every CPU of this machine.
+
 "caller CPU" is the CPU time of the calling thread alone (``time.thread_time``):
 what the read itself costs, free of scheduling noise and of time spent waiting
 for the GIL; "wall" is what the caller experiences on this machine.
@@ -30,6 +35,7 @@ for the GIL; "wall" is what the caller experiences on this machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -69,18 +75,61 @@ while True:
 class ExternalLoad:
     """A subprocess running shadow-equivalent queries on RDS while a block is timed."""
 
-    def __init__(self, rds_url: str) -> None:
+    def __init__(self, rds_url: str, cpus: set[int] | None = None) -> None:
         self._url = rds_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._cpus = cpus
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> None:
         self._process = subprocess.Popen([sys.executable, "-c", _EXTERNAL_LOAD, self._url])
+        if self._cpus is not None:
+            os.sched_setaffinity(self._process.pid, self._cpus)
         time.sleep(0.3)  # connected and looping
 
     def __exit__(self, *exc: object) -> None:
         assert self._process is not None
         self._process.kill()
         self._process.wait()
+
+
+# --- --pin: production-like placement ------------------------------------------
+
+APP_CPU, SHADOW_CPU = {0}, {1}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:  # the process ended meanwhile
+                continue
+            if parent == pid:
+                found.append(int(entry))
+    return found
+
+
+def pin_server(router: Router, target: Target, cpus: set[int]) -> None:
+    """Pin a server's postmaster and every process it has forked (new ones inherit it)."""
+    with router.engine(target).connect() as conn:
+        backend = conn.exec_driver_sql("select pg_backend_pid()").scalar_one()
+    with open(f"/proc/{backend}/stat") as stat:
+        postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+    for pid in [postmaster, *_children(postmaster)]:
+        os.sched_setaffinity(pid, cpus)
+
+
+def pin_shadow_workers(cpus: set[int]) -> int:
+    """Pin the shadow executor's threads (started lazily, so call after a warm-up)."""
+    import threading
+
+    workers = [t for t in threading.enumerate() if t.name.startswith("dbroute-shadow")]
+    for thread in workers:
+        assert thread.native_id is not None
+        os.sched_setaffinity(thread.native_id, cpus)
+    return len(workers)
 
 
 def routed_read(router: Router) -> Callable[[int], object]:
@@ -121,6 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=50, help="reads per block")
     parser.add_argument("--rounds", type=int, default=60, help="blocks per variant")
+    parser.add_argument("--pin", action="store_true", help="production-like CPU placement")
     args = parser.parse_args()
     with start_server_pair() as pair:
         databases = create_database_pair(pair, prefix="bench")
@@ -140,10 +190,19 @@ def main() -> None:
             "laboratory (inline candidate)": laboratory_read(plain),
             "shadow 0 % + external load": routed_read(plain),
         }
-        external = ExternalLoad(databases.rds_url)
+        if args.pin:
+            os.sched_setaffinity(0, APP_CPU)  # this thread; threads it starts inherit it
+            pin_server(plain, Target.NEON, APP_CPU)
+            pin_server(plain, Target.RDS, SHADOW_CPU)
+        external = ExternalLoad(databases.rds_url, SHADOW_CPU if args.pin else None)
         for read in variants.values():  # warm-up: pools, statement caches
             timed(read, 0, args.calls)
         shadowed.shadow_flush(60)
+        if args.pin:
+            print(
+                f"pinned: app + neon on CPU {APP_CPU}, shadow workers "
+                f"({pin_shadow_workers(SHADOW_CPU)}) + rds on CPU {SHADOW_CPU}"
+            )
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
         for round_number in range(args.rounds):
             for name, read in variants.items():

@@ -7,11 +7,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from dbroute import Router, RoutingSettings
 from dbroute.testing import DatabasePair
 
 MakeRouter = Callable[..., Router]
+
+# Every property test, in every directory, is deterministic (a failure shows on each
+# run, and only then) and has no deadline (the machine is shared; timing belongs in
+# benchmarks/). A test's own @settings still overrides the other fields.
+settings.register_profile("dbroute", derandomize=True, deadline=None)
+settings.load_profile("dbroute")
 
 
 @pytest.fixture

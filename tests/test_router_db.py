@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dbroute import Router, RoutingSettings, Target
-from dbroute.testing import DatabasePair
+from dbroute.testing import DatabasePair, libpq_url
 
 MakeRouter = Callable[..., Router]
 
@@ -35,7 +35,7 @@ def create_schema(router: Router) -> None:
 
 def rows_on(url: str) -> set[str]:
     """Read the table straight from one server, bypassing dbroute entirely."""
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with psycopg.connect(libpq_url(url)) as conn:
         return {row[0] for row in conn.execute("select user_id from visits")}
 
 

@@ -91,6 +91,13 @@ def test_same_database_twice_is_refused() -> None:
     assert "point at the same database" in str(error)
 
 
+def test_same_database_without_port_or_in_other_case_is_refused() -> None:
+    # libpq's default port and case-insensitive host names: still the same database.
+    same = RDS.replace(":5432", "").replace("app.abc123", "APP.abc123")
+    error = config_error(neon_url=same, rds_url=RDS)
+    assert "point at the same database" in str(error)
+
+
 @pytest.mark.parametrize("value", ["0", "0.01", "12.5", "100"])
 def test_percent_accepts_basis_points(env: pytest.MonkeyPatch, value: str) -> None:
     env.setenv("DBROUTE_RDS_PERCENT", value)
@@ -169,6 +176,13 @@ def test_unknown_variable_is_refused_with_a_hint(env: pytest.MonkeyPatch) -> Non
     error = config_error()
     assert "DBROUTE_RDS_PERCNT: is not a dbroute setting" in str(error)
     assert "did you mean DBROUTE_RDS_PERCENT?" in str(error)
+
+
+def test_nested_variable_under_a_plain_setting_is_refused(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DBROUTE_KILL_SWITCH__ENABLED", "true")
+    error = config_error()
+    assert "DBROUTE_KILL_SWITCH__ENABLED: is not a dbroute setting" in str(error)
+    assert "did you mean DBROUTE_KILL_SWITCH?" in str(error)
 
 
 def test_test_harness_variables_are_not_settings(env: pytest.MonkeyPatch) -> None:

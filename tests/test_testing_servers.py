@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import glob
+import tempfile
+
 import psycopg
 import pytest
 
-from dbroute.testing import ServerPair, ServerUnavailableError, start_server_pair
+from dbroute.testing import (
+    DatabasePair,
+    PostgresServer,
+    ServerPair,
+    ServerUnavailableError,
+    libpq_url,
+    start_server_pair,
+)
+from dbroute.testing import servers as harness
 from dbroute.testing.servers import find_bin_dir
 
 
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def test_env_urls_come_first(dbroute_servers: ServerPair, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DBROUTE_TEST_NEON_URL", libpq(dbroute_servers.neon.url))
-    monkeypatch.setenv("DBROUTE_TEST_RDS_URL", libpq(dbroute_servers.rds.url))
+    monkeypatch.setenv("DBROUTE_TEST_NEON_URL", libpq_url(dbroute_servers.neon.url))
+    monkeypatch.setenv("DBROUTE_TEST_RDS_URL", libpq_url(dbroute_servers.rds.url))
     with start_server_pair() as pair:
         assert pair.source == "env"
         assert pair.neon.url == dbroute_servers.neon.url  # normalised to the psycopg driver
@@ -24,7 +31,7 @@ def test_env_urls_come_first(dbroute_servers: ServerPair, monkeypatch: pytest.Mo
         with pytest.raises(ServerUnavailableError, match="only servers started from local"):
             pair.neon.stop()
     # Servers given by the environment are not stopped by the harness.
-    with psycopg.connect(libpq(dbroute_servers.neon.url)) as conn:
+    with psycopg.connect(libpq_url(dbroute_servers.neon.url)) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
 
 
@@ -38,7 +45,7 @@ def test_half_configured_env_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_two_distinct_servers(dbroute_servers: ServerPair) -> None:
     ports = set()
     for server in (dbroute_servers.neon, dbroute_servers.rds):
-        with psycopg.connect(libpq(server.url)) as conn:
+        with psycopg.connect(libpq_url(server.url)) as conn:
             ports.add(conn.execute("show port").fetchone())
     assert len(ports) == 2
 
@@ -50,10 +57,10 @@ def test_local_server_stops_and_starts_on_the_same_port(dbroute_servers: ServerP
     server.stop()
     try:
         with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(libpq(server.url), connect_timeout=2)
+            psycopg.connect(libpq_url(server.url), connect_timeout=2)
     finally:
         server.start()
-    with psycopg.connect(libpq(server.url)) as conn:
+    with psycopg.connect(libpq_url(server.url)) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
 
 
@@ -63,3 +70,29 @@ def test_finds_local_binaries_when_installed(dbroute_servers: ServerPair) -> Non
     bin_dir = find_bin_dir()
     assert bin_dir is not None
     assert (bin_dir / "initdb").exists()
+
+
+def test_reprs_mask_passwords() -> None:
+    url = "postgresql+psycopg://app:s3cr3t@db.example:5432/app"
+    server = PostgresServer("rds", url, "env")
+    texts = [repr(server), repr(ServerPair(server, server)), repr(DatabasePair(url, url, "app"))]
+    for text in texts:
+        assert "s3cr3t" not in text
+        assert "app:***@db.example:5432/app" in text
+
+
+def test_a_server_that_cannot_start_says_why_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no local PostgreSQL binaries")
+    monkeypatch.setitem(harness._FAST_SETTINGS, "shared_buffers", "lots")
+    pattern = f"{tempfile.gettempdir()}/dbroute-unstartable-*"
+    with (
+        pytest.raises(ServerUnavailableError, match="could not start PostgreSQL") as info,
+        harness._local_server("unstartable", bin_dir),
+    ):
+        pass
+    assert "shared_buffers" in str(info.value)  # the server log's reason is quoted
+    assert glob.glob(pattern) == []

@@ -8,6 +8,7 @@ message, a log record or a span.
 from __future__ import annotations
 
 __all__ = [
+    "AssessError",
     "ConfigurationError",
     "DBRouteError",
     "DualWriteError",
@@ -41,6 +42,10 @@ class ConfigurationError(DBRouteError, ValueError):
 
 class InvalidKeyError(DBRouteError, ValueError):
     """A routing key is empty or otherwise unusable (a wrong *type* raises ``TypeError``)."""
+
+
+class AssessError(DBRouteError):
+    """``dbroute assess`` could not read the database it was asked to assess."""
 
 
 class PhaseTransitionError(DBRouteError):

@@ -44,7 +44,7 @@ class RoutingState:
             kill_switch=settings.kill_switch,
             force_rds=settings.force_rds,
             force_neon=settings.force_neon,
-            dual_write=bool(getattr(settings, "dual_write", False)),
+            dual_write=settings.dual_write,
             phase=settings.phase,
         )
 

@@ -252,8 +252,10 @@ class RoutingSettings(BaseSettings):
 
 
 def _identity(url: URL) -> tuple[object, ...]:
-    # A Unix-socket URL names its server in the query (?host=/run/postgresql).
-    return (url.host or url.query.get("host"), url.port, url.database)
+    # A Unix-socket URL names its server in the query (?host=/run/postgresql); host
+    # names are case-insensitive, and a URL without a port means libpq's 5432.
+    host = url.host.lower() if url.host else url.query.get("host")
+    return (host, url.port or 5432, url.database)
 
 
 def normalize_url(raw: str) -> URL:
@@ -292,11 +294,18 @@ def _reject_unknown_variables(settings_class: type[BaseSettings]) -> None:
     (pydantic-settings silently skips unknown environment variables.)
     """
     known = {ENV_PREFIX + name.upper() for name in settings_class.model_fields}
+    # Only model fields (the pools) read DBROUTE_<FIELD>__<SUB>; under a plain field
+    # pydantic-settings would skip such a variable without a word.
+    nested = {
+        ENV_PREFIX + name.upper()
+        for name, info in settings_class.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
     for variable in os.environ:
         name = variable.upper()
         if not name.startswith(ENV_PREFIX) or name.startswith(_FOREIGN_PREFIXES):
             continue
-        if name in known or name.split("__", 1)[0] in known:
+        if name in known or name.split("__", 1)[0] in nested:
             continue
         hint = difflib.get_close_matches(name, sorted(known), n=1)
         raise ConfigurationError(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import make_url, text
 
 from dbroute.assess import assess
 from dbroute.assess.queries import top_statements
@@ -38,8 +38,8 @@ SCHEMA = [
 @pytest.fixture
 def engines(dbroute_databases: DatabasePair) -> Iterator[dict[Target, object]]:
     made = {
-        Target.NEON: admin_engine(create_engine(dbroute_databases.neon_url).url),
-        Target.RDS: admin_engine(create_engine(dbroute_databases.rds_url).url),
+        Target.NEON: admin_engine(make_url(dbroute_databases.neon_url)),
+        Target.RDS: admin_engine(make_url(dbroute_databases.rds_url)),
     }
     yield made
     for engine in made.values():
@@ -160,3 +160,14 @@ def test_assess_cli_json_and_table(dbroute_databases, engines, monkeypatch):
         "work_mem",
     ):
         assert expected in result.output
+
+
+def test_unreachable_target_is_an_actionable_error(monkeypatch):
+    monkeypatch.setenv("DBROUTE_NEON_URL", "postgresql://app:s3cr3t@127.0.0.1:1/app")
+    monkeypatch.setenv("DBROUTE_RDS_URL", "postgresql://app:s3cr3t@127.0.0.1:2/app")
+    result = CliRunner().invoke(main, ["assess", "--target", "rds"])
+    assert result.exit_code == 1
+    assert "AssessError: cannot assess rds: connection failed" in result.output
+    assert "port 2" in result.output
+    assert "check DBROUTE_RDS_URL" in result.output
+    assert "s3cr3t" not in result.output

@@ -119,6 +119,20 @@ def test_generated_values_equal_on_both_sides(dual_router):
     assert rows[Target.RDS].doubled == 42
 
 
+def test_identifiers_with_quotes_and_backslashes(dual_router):
+    table = r'"odd\tab ""x"""'
+    create_schema(dual_router, rf"""create table {table} ("k\ey" int primary key, "it's" text)""")
+    dual_router.setup()
+    with dual_router.session("u1") as session, session.begin():
+        session.execute(text(f"insert into {table} values (1, 'a'), (2, 'b')"))
+        session.execute(text(f"""update {table} set "it's" = 'c' where "k\\ey" = 2"""))
+    wait_for_backlog_zero(dual_router)  # mirrored at commit, not journaled
+    tables = {table: r'"k\ey"'}
+    sums = checksums(dual_router.engine(Target.NEON), tables)
+    assert len(sums[table]) == 2
+    assert sums == checksums(dual_router.engine(Target.RDS), tables)
+
+
 def test_rollback_and_savepoints(dual_router):
     with dual_router.session("u1") as session:
         session.execute(text("insert into kv values (1, 1)"))

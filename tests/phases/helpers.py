@@ -6,10 +6,9 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, text
 
+from dbroute.phases.checks import CHECK_KINDS as ALL_CHECKS
 from dbroute.phases.control import PhaseControl
 from dbroute.phases.model import Direction, Phase, rules
-
-ALL_CHECKS = ("health", "backlog", "validation", "sequences")
 
 
 def force_phase(control: PhaseControl, phase: Phase, percent: Decimal | None = None) -> None:

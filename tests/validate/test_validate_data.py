@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dbroute.target import Target
 from dbroute.validate import BisectOptions, DataOptions, compare_data
+from dbroute.validate.snapshot import open_side
 
 from .validate_helpers import Pair
 
@@ -152,3 +154,13 @@ def test_first_pass_split_over_connections_sharing_one_snapshot(pair: Pair) -> N
     assert [c.key for c in table.changed] == [("20000",), ("3",), ("9999",)]
     assert table.only_in_rds == [("15000",)]
     assert (table.rows_neon, table.rows_rds) == (19999, 20000)
+
+
+def test_helper_connections_share_the_exported_snapshot(pair: Pair) -> None:
+    pair.both("create table snap (id int primary key)")
+    with open_side(pair.neon, Target.NEON, helpers=2) as side:
+        assert len(side.helpers) == 2  # the export must not run inside a savepoint
+        pair.run(pair.neon, "insert into snap values (1)")  # committed after the snapshot
+        seen = [s.query("select count(*) from snap")[0][0] for s in (side, *side.helpers)]
+    assert seen == [0, 0, 0]
+    assert pair.rows(pair.neon, "select count(*) from snap") == [(1,)]

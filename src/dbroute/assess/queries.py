@@ -33,9 +33,10 @@ __all__ = [
     "unused_indexes",
 ]
 
+#: Condition on ``n.nspname`` (every query's pg_namespace alias) keeping user schemas only.
 _USER_SCHEMA = (
-    "{col} not in ('dbroute', 'pg_catalog', 'information_schema') "
-    "and {col} not like 'pg_toast%' and {col} not like 'pg_temp%'"
+    "n.nspname not in ('dbroute', 'pg_catalog', 'information_schema') "
+    "and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'"
 )
 
 #: Settings whose difference between the servers matters to the application.
@@ -123,7 +124,7 @@ def tables(conn: Connection) -> list[TableSize]:
             from pg_class c
             join pg_namespace n on n.oid = c.relnamespace
             left join pg_stat_user_tables s on s.relid = c.oid
-            where c.relkind in ('r', 'p') and {_USER_SCHEMA.format(col="n.nspname")}
+            where c.relkind in ('r', 'p') and {_USER_SCHEMA}
             order by total desc, name
             """
         )
@@ -155,7 +156,7 @@ def index_usage(conn: Connection) -> list[IndexUsage]:
             join pg_namespace n on n.oid = t.relnamespace
             join pg_am am on am.oid = ic.relam
             left join pg_stat_user_indexes s on s.indexrelid = i.indexrelid
-            where {_USER_SCHEMA.format(col="n.nspname")}
+            where {_USER_SCHEMA}
             order by 1, 2
             """
         )
@@ -200,7 +201,7 @@ def tables_without_primary_key(conn: Connection) -> list[str]:
             from pg_class c
             join pg_namespace n on n.oid = c.relnamespace
             where c.relkind in ('r', 'p') and not c.relispartition
-              and {_USER_SCHEMA.format(col="n.nspname")}
+              and {_USER_SCHEMA}
               and not exists (select 1 from pg_constraint k
                               where k.conrelid = c.oid and k.contype = 'p')
             order by 1

@@ -14,9 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from dbroute.assess import queries as q
 from dbroute.assess.indexes import Duplicate, find_duplicates
+from dbroute.errors import AssessError
 from dbroute.phases.health import describe_error
 from dbroute.target import Target
 
@@ -63,23 +65,33 @@ class Assessment:
 
 
 def assess(engines: dict[Target, Engine], target: Target) -> Assessment:
-    """Assess ``target`` (its engine must answer) and compare it with the other database."""
-    with engines[target].connect() as conn:
-        usage = q.index_usage(conn)
-        report = Assessment(
-            target=target,
-            database_bytes=q.database_size(conn),
-            tables=q.tables(conn),
-            indexes=usage,
-            unused_indexes=q.unused_indexes(usage),
-            duplicate_indexes=find_duplicates([u.definition for u in usage if u.valid]),
-            invalid_indexes=q.invalid_indexes(usage),
-            tables_without_primary_key=q.tables_without_primary_key(conn),
-            connections=q.connection_usage(conn),
-            cache_hit_rate=q.cache_hit_rate(conn),
-            top_statements=q.top_statements(conn),
-        )
-        mine = (q.extensions(conn), q.settings(conn))
+    """Assess ``target`` and compare it with the other database.
+
+    Raises :class:`~dbroute.errors.AssessError` when ``target`` cannot be read.
+    """
+    try:
+        with engines[target].connect() as conn:
+            usage = q.index_usage(conn)
+            report = Assessment(
+                target=target,
+                database_bytes=q.database_size(conn),
+                tables=q.tables(conn),
+                indexes=usage,
+                unused_indexes=q.unused_indexes(usage),
+                duplicate_indexes=find_duplicates([u.definition for u in usage if u.valid]),
+                invalid_indexes=q.invalid_indexes(usage),
+                tables_without_primary_key=q.tables_without_primary_key(conn),
+                connections=q.connection_usage(conn),
+                cache_hit_rate=q.cache_hit_rate(conn),
+                top_statements=q.top_statements(conn),
+            )
+            mine = (q.extensions(conn), q.settings(conn))
+    except SQLAlchemyError as exc:
+        raise AssessError(
+            f"cannot assess {target.value}: {describe_error(exc)}; check "
+            f"DBROUTE_{target.name}_URL, that the server accepts connections and that "
+            "its user may read the catalog"
+        ) from exc
     other = target.other
     try:
         with engines[other].connect() as conn:
@@ -103,12 +115,14 @@ def _differences(
 
 
 def _size(value: int) -> str:
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    if value < 1024:
+        return f"{value} B"
+    size = value / 1024
+    for unit in ("kB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
         size /= 1024
-    raise AssertionError("unreachable")
+    return f"{size:.1f} TB"
 
 
 def render(console: Console, report: Assessment, top: int = 20) -> None:

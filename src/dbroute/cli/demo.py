@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 
 from dbroute.demo import DemoContext, run_demo
+from dbroute.settings import safe_url
 from dbroute.testing.servers import start_server_pair
 
 __all__ = ["demo_command"]
@@ -29,6 +30,6 @@ def demo_command(users: int) -> None:
     with start_server_pair() as pair:
         console.print(
             f"PostgreSQL servers from [bold]{pair.source}[/]: "
-            f"neon={pair.neon.url}  rds={pair.rds.url}"
+            f"neon={safe_url(pair.neon.url)}  rds={safe_url(pair.rds.url)}"
         )
         run_demo(DemoContext(pair.neon.url, pair.rds.url, console, users=users))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from dbroute.cli.options import target_option
-from dbroute.dualwrite.journal import backlog, status
+from dbroute.dualwrite.journal import backlog
+from dbroute.dualwrite.render import journal_table
 from dbroute.router import Router
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
@@ -15,9 +15,13 @@ from dbroute.target import Target
 __all__ = ["journal_group", "replay_command", "setup_command", "teardown_command"]
 
 
+#: Only the router's engines are used: the app's features (mirroring, the phase
+#: poller and its thread, shadow reads) stay off, whatever the environment says.
+_FEATURES_OFF = {"dual_write": False, "phase_poll_seconds": 0, "shadow_read_percent": 0}
+
+
 def _router() -> Router:
-    # Only the engines are used: whatever DBROUTE_DUAL_WRITE says, nothing is mirrored here.
-    return Router(RoutingSettings())
+    return Router(RoutingSettings().model_copy(update=_FEATURES_OFF))
 
 
 @click.command("setup")
@@ -87,21 +91,7 @@ def journal_group() -> None:
 def journal_status_command() -> None:
     """Show each database's backlog by table: entries, conflicts, oldest, last error."""
     console = Console()
-    table = Table("database", "kind", "table", "entries", "conflicts", "oldest", "last error")
-    total = 0
     with _router() as router:
-        for target in Target:
-            with router.engine(target).connect() as connection:
-                for row in status(connection):
-                    total += row.entries
-                    table.add_row(
-                        target.value,
-                        row.kind,
-                        f"{row.table_schema}.{row.table_name}",
-                        str(row.entries),
-                        str(row.conflicts),
-                        row.oldest.isoformat(" ", "seconds"),
-                        row.last_error or "",
-                    )
+        table, total = journal_table(router)
     console.print(table)
     console.print(f"backlog: {total} entries")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 
@@ -13,8 +13,9 @@ __all__ = ["DemoContext"]
 class DemoContext:
     """The demo's two databases and its output."""
 
-    neon_url: str
-    rds_url: str
+    # Out of the repr: the URLs may carry passwords.
+    neon_url: str = field(repr=False)
+    rds_url: str = field(repr=False)
     console: Console
     users: int = 2000
 

@@ -12,7 +12,8 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from dbroute.demo.context import DemoContext
-from dbroute.dualwrite.journal import backlog, status
+from dbroute.dualwrite.journal import backlog
+from dbroute.dualwrite.render import journal_table
 from dbroute.dualwrite.setup import discover
 from dbroute.router import Router
 from dbroute.settings import RoutingSettings
@@ -118,19 +119,8 @@ def _run(ctx: DemoContext, admin: Router) -> None:
         "each mirror waited at most lock_timeout (200 ms), then a pause sent the rest straight "
         "to the journal, in the same transaction as the write."
     )
-    journal = Table("database", "kind", "table", "entries", "last error")
-    for target in Target:
-        with admin.engine(target).connect() as conn:
-            for row in status(conn):
-                journal.add_row(
-                    target.value,
-                    row.kind,
-                    f"{row.table_schema}.{row.table_name}",
-                    str(row.entries),
-                    row.last_error or "",
-                )
     ctx.console.print("`dbroute journal status`:")
-    ctx.console.print(journal)
+    ctx.console.print(journal_table(admin)[0])
     report = admin.replay()
     ctx.console.print(
         f"`dbroute replay`: {report.replayed} rows copied, "

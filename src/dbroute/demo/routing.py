@@ -8,7 +8,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from dbroute.demo.context import DemoContext
-from dbroute.router import Router
+from dbroute.router import INFO_TARGET, Router
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 
@@ -37,10 +37,11 @@ def routing_step(ctx: DemoContext) -> None:
     previous: dict[str, Target] = {}
     for step, percent in enumerate(PERCENTAGES):
         settings = RoutingSettings(neon_url=ctx.neon_url, rds_url=ctx.rds_url, rds_percent=percent)
+        placed: dict[str, Target] = {}
         with Router(settings) as router:
-            placed = {user: router.target_for(user) for user in users}
             for user in users:
                 with router.session(user) as session, session.begin():
+                    placed[user] = session.info[INFO_TARGET]
                     session.execute(
                         text("insert into demo_visits (user_id, step) values (:u, :s)"),
                         {"u": user, "s": step},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select, text
 
@@ -86,7 +87,7 @@ def _table(report: ShadowReport) -> Table:
     )
     for row in report.statements:
         table.add_row(
-            row.statement[:60],
+            escape(row.statement[:60]),  # SQL text, not rich markup
             str(row.compared),
             str(row.mismatched) if not row.mismatched else f"[red]{row.mismatched}",
             str(row.lagged),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection
 
 from dbroute.demo.context import DemoContext
 from dbroute.target import Target
 from dbroute.validate import DataOptions, compare_data, compare_schemas, repair, sync_sequences
+from dbroute.validate.connect import engine_pair
 from dbroute.validate.render import render_data, render_repair, render_schema, render_sequences
 
 __all__ = ["validation_step"]
@@ -45,10 +46,8 @@ def validation_step(ctx: DemoContext) -> None:
     """Compare Neon and RDS, repair RDS from Neon, prove them equal, resync sequences."""
     ctx.heading("Validation: find exactly the rows that differ, repair them, prove equality")
     rows = max(ctx.users, 100)
-    neon, rds = create_engine(ctx.neon_url), create_engine(ctx.rds_url)
-    engines = (neon, rds)
-    try:
-        for engine in engines:
+    with engine_pair(ctx.neon_url, ctx.rds_url) as (neon, rds):
+        for engine in (neon, rds):
             with engine.begin() as conn:
                 _script(conn, _SETUP.format(rows=rows))
         with rds.begin() as conn:
@@ -66,9 +65,6 @@ def validation_step(ctx: DemoContext) -> None:
             "differing segments travelled); after the repair the data is equal and the "
             "RDS sequence is past every key, so the first insert there will not collide."
         )
-    finally:
-        for engine in engines:
-            engine.dispose()
 
 
 def _script(conn: Connection, sql: str) -> None:

@@ -2,7 +2,8 @@
 
 Change capture in the database (:mod:`~dbroute.dualwrite.capture`), the
 commit protocol (:mod:`~dbroute.dualwrite.mirror`), the durable journal
-(:mod:`~dbroute.dualwrite.journal`), replay (:mod:`~dbroute.dualwrite.replay`)
-and setup/teardown (:mod:`~dbroute.dualwrite.setup`). See ``docs/dual-write.md``.
+(:mod:`~dbroute.dualwrite.journal`), replay (:mod:`~dbroute.dualwrite.replay`),
+setup/teardown (:mod:`~dbroute.dualwrite.setup`) and the journal table the
+CLI and the demo print (:mod:`~dbroute.dualwrite.render`). See ``docs/dual-write.md``.
 The router loads this package only when dual-write may be on.
 """

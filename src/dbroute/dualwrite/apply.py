@@ -154,7 +154,9 @@ class Secondary:
                 connection.execute(_CONFIRM, {"xids": xids})
         except SQLAlchemyError as exc:
             self._give_back(xids)  # kept for the next try; replay would settle them anyway
-            log.debug("confirming intents on %s failed: %s", self.target.value, exc)
+            log.debug(
+                "confirming intents on %s failed: %s", self.target.value, describe_error(exc)[1]
+            )
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(CONFIRM_INTERVAL):
@@ -225,6 +227,5 @@ class Secondary:
         self._engine.dispose()
 
     async def adispose(self) -> None:
-        """Close both pools."""
+        """Close the asyncio pool (:meth:`dispose` closes the rest)."""
         await self._async_engine.dispose()
-        self.dispose()

@@ -22,14 +22,14 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.util import await_only
 
+from dbroute.sql import ident
+
 __all__ = [
     "TRIGGER_PREFIX",
     "CapturedTable",
     "Changes",
     "collect",
-    "ident",
     "install_triggers_sql",
-    "literal",
 ]
 
 TRIGGER_PREFIX = "dbroute_"
@@ -39,16 +39,6 @@ _EVENTS = {
     "update": "update on {table} referencing old table as dbroute_old new table as dbroute_new",
     "delete": "delete on {table} referencing old table as dbroute_old",
 }
-
-
-def ident(name: str) -> str:
-    """``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: str) -> str:
-    """``value`` as a quoted SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dbroute.dualwrite.capture import CapturedTable, ident, literal
+from dbroute.dualwrite.capture import CapturedTable
+from dbroute.sql import ident, literal
 
 __all__ = ["dispatchers_sql", "table_functions_sql"]
 
@@ -100,9 +101,8 @@ def _upsert(table: CapturedTable, n: int) -> str:
         f"{ident(c)} = excluded.{ident(c)}" for c in table.columns if c not in table.pk_columns
     )
     action = f"update set {updates}" if updates else "nothing"
-    expected = literal(
-        "{" + ",".join('"' + c.replace('"', '\\"') + '"' for c in table.all_columns) + "}"
-    )
+    # An array constructor of literals: no array-literal escaping to get wrong.
+    expected = "array[" + ", ".join(literal(c) for c in table.all_columns) + "]"
     return f"""
 create function dbroute.dw_upsert_{n}(rows jsonb) returns integer language plpgsql as $fn$
 declare

@@ -80,7 +80,7 @@ class DualWriter:
             secondary.dispose()
 
     async def adispose(self) -> None:
-        """Close every secondary pool."""
+        """Close the secondaries' asyncio pools (:meth:`dispose` closes the rest)."""
         for secondary in self.secondaries.values():
             await secondary.adispose()
 

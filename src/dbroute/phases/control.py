@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -42,6 +42,8 @@ from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 
 __all__ = ["PhaseControl", "Plan", "Status", "default_actor"]
+
+T = TypeVar("T")
 
 
 def default_actor() -> str:
@@ -171,8 +173,8 @@ class PhaseControl:
             if not health[target].reachable:
                 backlog[target] = sequences[target] = "unreachable"
                 continue
-            backlog[target] = _or_error(lambda e=engine: journal_backlog(e))
-            sequences[target] = _or_error(lambda e=engine: _lagging(e))
+            backlog[target] = _or_error(journal_backlog, engine)
+            sequences[target] = _or_error(_lagging, engine)
         validation: ValidationRecord | str | None
         try:
             validation = latest_validation(self.engines)
@@ -242,8 +244,8 @@ def _lagging(engine: Engine) -> list[SequenceState]:
         return lagging_sequences(conn)
 
 
-def _or_error(read: Any) -> Any:
+def _or_error(read: Callable[[Engine], T], engine: Engine) -> T | str:
     try:
-        return read()
+        return read(engine)
     except Exception as exc:  # status shows what it could not read instead of failing whole
         return f"error: {describe_error(exc)}"

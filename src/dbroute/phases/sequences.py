@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from dbroute.sql import ident
 from dbroute.target import Target
 
 __all__ = [
@@ -108,10 +109,6 @@ def next_window(
     return Window(min(next_value, last), max(next_value, last))
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass(frozen=True, slots=True)
 class OwnedSequence:
     """A sequence feeding a column (``serial``, identity, or ``OWNED BY``) and its position."""
@@ -133,7 +130,7 @@ class OwnedSequence:
     @property
     def table(self) -> str:
         """The quoted table name."""
-        return f"{_quote(self.table_schema)}.{_quote(self.table_name)}"
+        return f"{ident(self.table_schema)}.{ident(self.table_name)}"
 
     def window(self, size: int) -> Window | None:
         """The range of this sequence's next ``size`` values (see :func:`next_window`)."""
@@ -148,7 +145,7 @@ def owned_sequences(conn: Connection) -> list[OwnedSequence]:
         # pg_sequences.last_value is NULL after setval(..., false) (what the sync
         # leaves) as well as before the first nextval(): read the sequence itself.
         last, called = conn.execute(
-            text(f"select last_value, is_called from {_quote(schema)}.{_quote(name)}")
+            text(f"select last_value, is_called from {ident(schema)}.{ident(name)}")
         ).one()
         found.append(
             OwnedSequence(
@@ -170,7 +167,7 @@ def first_key_in(conn: Connection, seq: OwnedSequence, window: Window) -> int | 
 
     One range query, served by the column's index (the primary key).
     """
-    column = _quote(seq.column_name)
+    column = ident(seq.column_name)
     order = "asc" if seq.increment > 0 else "desc"
     key = conn.execute(
         text(
@@ -275,7 +272,7 @@ def sequence_states(conn: Connection) -> list[SequenceState]:
     for seq in owned_sequences(conn):
         extreme = "min" if seq.increment < 0 else "max"
         key = conn.execute(
-            text(f"select {extreme}({_quote(seq.column_name)}) from {seq.table}")
+            text(f"select {extreme}({ident(seq.column_name)}) from {seq.table}")
         ).scalar_one()
         states.append(
             SequenceState(

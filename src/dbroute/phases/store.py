@@ -133,18 +133,21 @@ def _table_exists(conn: Connection) -> bool:
     return bool(found)
 
 
+#: The columns of a phase row, in :class:`StoredPhase` order.
+_COLUMNS = "phase, rds_percent, version, changed_at, changed_by, reason"
+
+
+def _stored(row: Sequence[Any]) -> StoredPhase:
+    """A row of :data:`_COLUMNS`."""
+    return StoredPhase(Phase(row[0]), Decimal(row[1]), int(row[2]), row[3], row[4], row[5])
+
+
 def read_phase(conn: Connection) -> StoredPhase | None:
     """The phase row on ``conn``'s database, or ``None`` when there is no phase table."""
     if not _table_exists(conn):
         return None
-    row = conn.execute(
-        text(
-            "select phase, rds_percent, version, changed_at, changed_by, reason from dbroute.phase"
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    return StoredPhase(Phase(row[0]), Decimal(row[1]), int(row[2]), row[3], row[4], row[5])
+    row = conn.execute(text(f"select {_COLUMNS} from dbroute.phase")).one_or_none()
+    return None if row is None else _stored(row)
 
 
 def read_current(engines: Mapping[Target, Engine]) -> StoreReading:
@@ -232,8 +235,7 @@ def _update(
     row = conn.execute(
         text(
             "update dbroute.phase set phase = :phase, rds_percent = :percent, version = :version, "
-            "changed_at = now(), changed_by = :by, reason = :reason "
-            "returning phase, rds_percent, version, changed_at, changed_by, reason"
+            f"changed_at = now(), changed_by = :by, reason = :reason returning {_COLUMNS}"
         ),
         {
             "phase": transition.target.value,
@@ -243,7 +245,7 @@ def _update(
             "reason": reason,
         },
     ).one()
-    return StoredPhase(Phase(row[0]), Decimal(row[1]), int(row[2]), row[3], row[4], row[5])
+    return _stored(row)
 
 
 def _audit(

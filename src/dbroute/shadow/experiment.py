@@ -178,8 +178,8 @@ class ShadowReads:
 
     def submit(self, job: ShadowJob) -> None:
         """Queue ``job``; when the queue is full it is dropped and counted, never waited for."""
-        if not self._executor.submit(lambda: self._run(job)):
-            self._drop(1, "queue_full")
+        if not self._executor.submit(lambda: self._run(job)):  # full, or closed at shutdown
+            self._drop(1, "shutdown" if self._closing.is_set() else "queue_full")
 
     def _drop(self, count: int, reason: str) -> None:
         self._report.drop(count)

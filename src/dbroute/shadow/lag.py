@@ -14,34 +14,21 @@ Order, column and type differences are never lag.
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection
-
+from dbroute.dualwrite.journal import pending_keys
 from dbroute.shadow.compare import Comparison, Difference, compare_results
 from dbroute.shadow.results import ResultSet
 from dbroute.shadow.runner import ShadowRunner
 from dbroute.target import Target
 
 __all__ = ["LagExplainer"]
-
-log = logging.getLogger("dbroute.shadow")
-
-PendingKeys = Callable[[Connection, str, str], set[tuple[str, ...]]]
-
-try:  # the dual-write feature may not be installed alongside
-    from dbroute.dualwrite.journal import pending_keys as _pending_keys
-
-    PENDING_KEYS: PendingKeys | None = _pending_keys
-except ImportError:  # pragma: no cover - depends on the installed feature set
-    PENDING_KEYS = None
 
 _TABLE_SQL = """
 select n.nspname, c.relname, i.indkey::int2[]
@@ -94,9 +81,7 @@ class LagExplainer:
         """Whether ``comparison`` (a difference) is explained by replication lag."""
         if comparison.difference not in _LAG_DIFFERENCES:
             return False
-        if PENDING_KEYS is not None and self._in_journal(
-            primary_target, primary, shadow, comparison
-        ):
+        if self._in_journal(primary_target, primary, shadow, comparison):
             return True
         if self._delay <= 0:
             return False
@@ -121,11 +106,10 @@ class LagExplainer:
         if not keys:
             return False
         pending: dict[_Key, set[tuple[str, ...]]] = {}
-        assert PENDING_KEYS is not None
         for database in (target, target.other):
             with self._runner.connect(database) as connection:
                 for key in keys:
-                    found = PENDING_KEYS(connection, key.schema, key.table)
+                    found = pending_keys(connection, key.schema, key.table)
                     pending.setdefault(key, set()).update(found)
         return all(_row_pending(row, keys, pending) for row in rows)
 

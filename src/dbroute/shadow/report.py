@@ -94,11 +94,16 @@ class _Statement:
         self.shadow: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
 
-def _percentile(samples: Iterable[float], q: float) -> float | None:
+def _percentiles(samples: Iterable[float]) -> tuple[float | None, float | None]:
+    """The p50 and p99 of ``samples`` (one sort for both)."""
     ordered = sorted(samples)
     if not ordered:
-        return None
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return None, None
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return at(0.50), at(0.99)
 
 
 class ReportBuilder:
@@ -140,24 +145,43 @@ class ReportBuilder:
 
     def snapshot(self, pending: int = 0) -> ShadowReport:
         """The report as of now."""
+        # Copy under the lock, sort outside it: skip() takes the lock on the caller's path.
         with self._lock:
-            rows = []
-            for fingerprint, entry in self._statements.items():
-                counts = entry.counts
-                rows.append(
-                    StatementStats(
-                        fingerprint=fingerprint,
-                        statement=entry.statement,
-                        compared=sum(counts[v] for v in Verdict if v is not Verdict.ERROR),
-                        matched=counts[Verdict.MATCH],
-                        mismatched=counts[Verdict.MISMATCH],
-                        lagged=counts[Verdict.LAGGED],
-                        ignored=counts[Verdict.IGNORED],
-                        errors=counts[Verdict.ERROR],
-                        primary_p50=_percentile(entry.primary, 0.50),
-                        primary_p99=_percentile(entry.primary, 0.99),
-                        shadow_p50=_percentile(entry.shadow, 0.50),
-                        shadow_p99=_percentile(entry.shadow, 0.99),
-                    )
+            copied = [
+                (
+                    fingerprint,
+                    entry.statement,
+                    Counter(entry.counts),
+                    [*entry.primary],
+                    [*entry.shadow],
                 )
-            return ShadowReport(True, tuple(rows), dict(self._skipped), self._dropped, pending)
+                for fingerprint, entry in self._statements.items()
+            ]
+            skipped, dropped = dict(self._skipped), self._dropped
+        rows = tuple(_stats(*statement) for statement in copied)
+        return ShadowReport(True, rows, skipped, dropped, pending)
+
+
+def _stats(
+    fingerprint: str,
+    statement: str,
+    counts: Counter[Verdict],
+    primary: list[float],
+    shadow: list[float],
+) -> StatementStats:
+    primary_p50, primary_p99 = _percentiles(primary)
+    shadow_p50, shadow_p99 = _percentiles(shadow)
+    return StatementStats(
+        fingerprint=fingerprint,
+        statement=statement,
+        compared=sum(counts[v] for v in Verdict if v is not Verdict.ERROR),
+        matched=counts[Verdict.MATCH],
+        mismatched=counts[Verdict.MISMATCH],
+        lagged=counts[Verdict.LAGGED],
+        ignored=counts[Verdict.IGNORED],
+        errors=counts[Verdict.ERROR],
+        primary_p50=primary_p50,
+        primary_p99=primary_p99,
+        shadow_p50=shadow_p50,
+        shadow_p99=shadow_p99,
+    )

@@ -60,11 +60,9 @@ class ShadowRunner:
         self._fetch = f"fetch {row_cap + 1} from {_CURSOR}; rollback".encode()
         self._connect_timeout = max(1, math.ceil(statement_timeout))
         self._pool_timeout = statement_timeout
-        self._row_cap = row_cap
         self._engines: dict[Target, Engine] = {}
         self._lock = threading.Lock()
         self._active: set[psycopg.Connection[Any]] = set()
-        self._closed = False
 
     def engine(self, target: Target) -> Engine:
         """The shadow engine of ``target``, created on first use."""

@@ -11,6 +11,7 @@ from dbroute.testing.servers import (
     ServerUnavailableError,
     create_database_pair,
     drop_database_pair,
+    libpq_url,
     start_server_pair,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "ServerUnavailableError",
     "create_database_pair",
     "drop_database_pair",
+    "libpq_url",
     "start_server_pair",
 ]

@@ -16,6 +16,7 @@ import contextlib
 import glob
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -70,6 +71,9 @@ class PostgresServer:
     _socket_dir: Path | None = None
     _handle: Any = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        return f"PostgresServer({self.name!r}, {_masked(self.url)!r}, source={self.source!r})"
+
     @property
     def controllable(self) -> bool:
         """Whether :meth:`stop` and :meth:`start` work (local binaries only)."""
@@ -84,22 +88,23 @@ class PostgresServer:
 
     def stop(self, mode: Literal["fast", "immediate"] = "immediate") -> None:
         """Stop the server (fault injection); :meth:`start` brings it back."""
-        self._require_control()
-        _run_pg(self._bin_dir, ["pg_ctl", "-D", str(self._data_dir), "-m", mode, "-w", "stop"])
+        bin_dir, data_dir = self._require_control()
+        _run_pg(bin_dir, ["pg_ctl", "-D", str(data_dir), "-m", mode, "-w", "stop"])
 
     def start(self) -> None:
         """Start a stopped server again, on the same port."""
-        self._require_control()
+        bin_dir, data_dir = self._require_control()
         assert self._port is not None
         assert self._socket_dir is not None
-        _pg_ctl_start(self._bin_dir, self._data_dir, self._port, self._socket_dir)
+        _pg_ctl_start(bin_dir, data_dir, self._port, self._socket_dir)
 
-    def _require_control(self) -> None:
-        if not self.controllable:
+    def _require_control(self) -> tuple[Path, Path]:
+        if self._bin_dir is None or self._data_dir is None:
             raise ServerUnavailableError(
                 f"the {self.name} server came from {self.source}; only servers started "
                 "from local PostgreSQL binaries can be stopped and started"
             )
+        return self._bin_dir, self._data_dir
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,12 @@ class DatabasePair:
     rds_url: str
     name: str
 
+    def __repr__(self) -> str:
+        return (
+            f"DatabasePair({_masked(self.neon_url)!r}, {_masked(self.rds_url)!r}, "
+            f"name={self.name!r})"
+        )
+
 
 @contextlib.contextmanager
 def start_server_pair(*, allow_pgserver: bool = True) -> Iterator[ServerPair]:
@@ -145,27 +156,44 @@ def start_server_pair(*, allow_pgserver: bool = True) -> Iterator[ServerPair]:
 def create_database_pair(pair: ServerPair, prefix: str = "t") -> DatabasePair:
     """Create one empty database with the same fresh name on both servers."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    for server in (pair.neon, pair.rds):
-        _admin(server.url, f'CREATE DATABASE "{name}"')
-    return DatabasePair(pair.neon.url_for(name), pair.rds.url_for(name), name)
+    databases = DatabasePair(pair.neon.url_for(name), pair.rds.url_for(name), name)
+    try:
+        for server in (pair.neon, pair.rds):
+            _admin(server.url, f'CREATE DATABASE "{name}"')
+    except BaseException:
+        drop_database_pair(pair, databases)  # the one already created must not linger
+        raise
+    return databases
 
 
 def drop_database_pair(pair: ServerPair, databases: DatabasePair) -> None:
     """Drop both databases, disconnecting whoever is still connected."""
     for server in (pair.neon, pair.rds):
-        with contextlib.suppress(Exception):  # a stopped server keeps its test db; harmless
+        try:
             _admin(server.url, f'DROP DATABASE IF EXISTS "{databases.name}" WITH (FORCE)')
+        except Exception as exc:  # a stopped server keeps its test db; harmless, but said
+            log.warning("could not drop %s on the %s server: %s", databases.name, server.name, exc)
+
+
+def libpq_url(url: str) -> str:
+    """``url`` (a SQLAlchemy ``postgresql+psycopg://`` URL) as libpq and psycopg take it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _masked(url: str) -> str:
+    from dbroute.settings import safe_url  # lazy: the plugin loads this module at pytest start
+
+    try:
+        return safe_url(url)
+    except Exception:  # a repr must not fail, nor quote what may hold a password
+        return "<unparseable URL>"
 
 
 def _admin(url: str, sql: str) -> None:
     import psycopg
 
-    with psycopg.connect(_libpq(url), autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.encode())
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 # --- sources -----------------------------------------------------------------
@@ -250,6 +278,15 @@ def _from_local_binaries(stack: contextlib.ExitStack) -> ServerPair | None:
 @contextlib.contextmanager
 def _local_server(name: str, bin_dir: Path) -> Iterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix=f"dbroute-{name}-"))
+    try:
+        with _started_local_server(name, bin_dir, root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _started_local_server(name: str, bin_dir: Path, root: Path) -> Iterator[PostgresServer]:
     data_dir, socket_dir = root / "data", root / "sock"
     socket_dir.mkdir()
     _chown_to_postgres(root)
@@ -289,7 +326,6 @@ def _local_server(name: str, bin_dir: Path) -> Iterator[PostgresServer]:
     finally:
         with contextlib.suppress(Exception):
             server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _pg_ctl_start_on_free_port(bin_dir: Path, data_dir: Path, socket_dir: Path) -> int:
@@ -301,10 +337,15 @@ def _pg_ctl_start_on_free_port(bin_dir: Path, data_dir: Path, socket_dir: Path) 
             return port
         except ServerUnavailableError as exc:
             last = exc
-    raise ServerUnavailableError(f"could not start PostgreSQL in {data_dir}: {last}")
+    # The directory goes when this fails: quote the end of the server's log now.
+    log_file = _log_file(data_dir)
+    tail = log_file.read_text(errors="replace").splitlines()[-10:] if log_file.exists() else []
+    raise ServerUnavailableError(
+        "\n".join([f"could not start PostgreSQL in {data_dir}: {last}", *tail])
+    )
 
 
-def _pg_ctl_start(bin_dir: Path | None, data_dir: Path | None, port: int, socket_dir: Path) -> None:
+def _pg_ctl_start(bin_dir: Path, data_dir: Path, port: int, socket_dir: Path) -> None:
     options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1"
     _run_pg(
         bin_dir,
@@ -315,7 +356,7 @@ def _pg_ctl_start(bin_dir: Path | None, data_dir: Path | None, port: int, socket
             "-o",
             options,
             "-l",
-            str(Path(str(data_dir)).parent / "server.log"),
+            str(_log_file(data_dir)),
             "-w",
             "-t",
             "60",
@@ -324,8 +365,12 @@ def _pg_ctl_start(bin_dir: Path | None, data_dir: Path | None, port: int, socket
     )
 
 
-def _run_pg(bin_dir: Path | None, argv: list[str]) -> None:
-    command = [str(Path(str(bin_dir)) / argv[0]), *argv[1:]]
+def _log_file(data_dir: Path) -> Path:
+    return data_dir.parent / "server.log"
+
+
+def _run_pg(bin_dir: Path, argv: list[str]) -> None:
+    command = [str(bin_dir / argv[0]), *argv[1:]]
     if os.geteuid() == 0:
         command = _as_postgres_user(command)
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -338,13 +383,7 @@ def _as_postgres_user(command: list[str]) -> list[str]:
     runuser = shutil.which("runuser")
     if runuser:
         return [runuser, "-u", "postgres", "--", *command]
-    return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(map(_shell_quote, command))]
-
-
-def _shell_quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
+    return ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
 
 
 def _chown_to_postgres(path: Path) -> None:

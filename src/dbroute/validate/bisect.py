@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from dbroute.errors import SegmentTimeoutError
 from dbroute.validate.checksum import Checksum, TableQuery
-from dbroute.validate.keys import KeyRange, KeyValue
+from dbroute.validate.keys import KeyRange, KeyValue, batches
 from dbroute.validate.snapshot import QueryTimeout, Side
 
 __all__ = ["BisectOptions", "Bisector", "RawDiff"]
@@ -120,20 +120,18 @@ class Bisector:
                 percent /= 4
         return []  # one segment: the checksum query then splits or reports the timeout
 
-    def _both(self, neon: Callable[[Side], T], rds: Callable[[Side], T]) -> tuple[T, T]:
-        future = self._helper.submit(rds, self.rds)
+    def _both(self, work: Callable[[Side], T]) -> tuple[T, T]:
+        """``work`` on Neon (this thread) and on RDS (the helper thread) at once."""
+        future = self._helper.submit(work, self.rds)
         try:
-            first = neon(self.neon)
+            first = work(self.neon)
         finally:
             second = future.result()  # never leave the RDS query running unobserved
         return first, second
 
     def _compare(self, bounds: Sequence[KeyValue]) -> tuple[int, int]:
         """Compare the whole table cut at ``bounds``; return the row counts."""
-        neon, rds = self._both(
-            lambda side: self._first_pass(side, bounds),
-            lambda side: self._first_pass(side, bounds),
-        )
+        neon, rds = self._both(lambda side: self._first_pass(side, bounds))
         self._resolve(KeyRange().split(bounds), neon, rds)
         return sum(c[0] for c in neon), sum(c[0] for c in rds)
 
@@ -168,8 +166,7 @@ class Bisector:
                     bounds.append(edge)
         within = [segment for segment, _ in large]
         neon_sums, rds_sums = self._both(
-            lambda side: self._checksums(side, KeyRange(), bounds, within),
-            lambda side: self._checksums(side, KeyRange(), bounds, within),
+            lambda side: self._checksums(side, KeyRange(), bounds, within)
         )
         self._resolve(KeyRange().split(bounds), neon_sums, rds_sums)
 
@@ -217,15 +214,13 @@ class Bisector:
 
     def _download(self, segments: Sequence[KeyRange]) -> None:
         """Download and compare ``segments`` in batches of about ``LEAF_BATCH_ROWS`` rows."""
-        batch = max(1, LEAF_BATCH_ROWS // self.options.leaf_rows)
-        for start in range(0, len(segments), batch):
-            self._leaves(segments[start : start + batch])
+        for batch in batches(segments, max(1, LEAF_BATCH_ROWS // self.options.leaf_rows)):
+            self._leaves(batch)
 
     def _leaves(self, segments: Sequence[KeyRange]) -> None:
         span = KeyRange(segments[0].lo, segments[-1].hi)
         neon, rds = self._both(
-            lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments)),
-            lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments)),
+            lambda side: self._guarded(side, span, lambda: self.query.row_hashes(side, segments))
         )
         self._count(2)
         self.result.rows_downloaded += len(neon) + len(rds)

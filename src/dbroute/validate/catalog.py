@@ -132,20 +132,14 @@ def load_tables(conn: Connection, schemas: Sequence[str] | None = None) -> dict[
                 row.collation,
             )
         )
-    keys: dict[TableName, tuple[tuple[str, ...], str]] = {}
+    keys: dict[TableName, tuple[tuple[str, ...], str | None]] = {}
     for row in conn.execute(text(_KEYS.format(filter=where)), params):
         name = (row.nspname, row.relname)
         if name in keys or not row.not_null:
             continue
         keys[name] = (tuple(row.columns), "primary key" if row.contype == "p" else "unique")
-    return {
-        name: Table(
-            name[0],
-            name[1],
-            tuple(cols),
-            keys.get(name, ((), ""))[0],
-            keys.get(name, ((), None))[1] or None,
-            name in partitions,
-        )
-        for name, cols in columns.items()
-    }
+    tables = {}
+    for name, cols in columns.items():
+        key, key_kind = keys.get(name, ((), None))
+        tables[name] = Table(name[0], name[1], tuple(cols), key, key_kind, name in partitions)
+    return tables

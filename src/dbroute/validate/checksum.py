@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from dbroute.validate.keys import KeyRange, KeySpec, KeyValue, Sql, quote_ident
 from dbroute.validate.snapshot import Side
@@ -90,27 +90,30 @@ class TableQuery:
 
     def row_hashes(self, side: Side, segments: Sequence[KeyRange]) -> dict[KeyValue, int]:
         """Every row of the (small) ``segments`` as key -> hash."""
-        sql = Sql(f"select {self.key.as_text()}, {self.row_hash()} from {self.qualified} t")
-        sql.extend(self.where(KeyRange(), segments))
-        width = len(self.key.columns)
-        return {tuple(row[:width]): int(row[width]) for row in side.query(sql.text, sql.args)}
+        return self._hashes(side, self.where(KeyRange(), segments))
 
     def hashes_of(self, side: Side, keys: Sequence[KeyValue]) -> dict[KeyValue, int]:
         """The hashes of the rows with ``keys`` (those that exist), ignoring the filter."""
-        sql = Sql(f"select {self.key.as_text()}, {self.row_hash()} from {self.qualified} t")
-        sql.extend(self.key.join_keys(keys))
-        width = len(self.key.columns)
-        return {tuple(row[:width]): int(row[width]) for row in side.query(sql.text, sql.args)}
+        return self._hashes(side, self.key.join_keys(keys))
 
     def texts_of(
-        self, side: Side, keys: Sequence[KeyValue]
+        self, side: Side, keys: Sequence[KeyValue], columns: Sequence[str] | None = None
     ) -> dict[KeyValue, tuple[str | None, ...]]:
-        """The compared columns of the rows with ``keys``, each rendered as text."""
-        values = ", ".join(f"t.{quote_ident(c)}::text" for c in self.columns)
-        sql = Sql(f"select {self.key.as_text()}, {values} from {self.qualified} t")
-        sql.extend(self.key.join_keys(keys))
+        """``columns`` (default: the compared ones) of the rows with ``keys``, as text."""
+        selected = self.columns if columns is None else columns
+        values = ", ".join(f"t.{quote_ident(c)}::text" for c in selected)
+        rows = self._by_key(side, values, self.key.join_keys(keys))
+        return {key: tuple(rest) for key, rest in rows.items()}
+
+    def _hashes(self, side: Side, clause: Sql) -> dict[KeyValue, int]:
+        rows = self._by_key(side, self.row_hash(), clause)
+        return {key: int(rest[0]) for key, rest in rows.items()}
+
+    def _by_key(self, side: Side, values: str, clause: Sql) -> dict[KeyValue, Sequence[Any]]:
+        """``select <key as text>, <values> from <table> t <clause>``, by key."""
+        sql = Sql(f"select {self.key.as_text()}, {values} from {self.qualified} t").extend(clause)
         width = len(self.key.columns)
-        return {tuple(row[:width]): tuple(row[width:]) for row in side.query(sql.text, sql.args)}
+        return {tuple(row[:width]): row[width:] for row in side.query(sql.text, sql.args)}
 
     def boundaries(self, side: Side, key_range: KeyRange, rows: int, pieces: int) -> list[KeyValue]:
         """About ``pieces - 1`` keys cutting ``key_range`` (``rows`` rows) into equal parts.

@@ -8,49 +8,23 @@ database (:func:`dbroute.dualwrite.journal.pending_keys`) are reported as
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
-from sqlalchemy import Connection
-
+from dbroute.dualwrite.journal import pending_keys
 from dbroute.validate.bisect import RawDiff
 from dbroute.validate.checksum import TableQuery
-from dbroute.validate.keys import KeyValue
+from dbroute.validate.keys import KeyValue, batches
 from dbroute.validate.report import ChangedRow, TableDiff
 from dbroute.validate.snapshot import Side
 
-__all__ = ["BATCH", "batches", "classify", "journal_keys"]
-
-#: Keys per query when rows are read back by key.
-BATCH = 500
-
-PendingKeys = Callable[[Connection, str, str], set[tuple[str, ...]]]
-
-
-def batches(keys: Sequence[KeyValue], size: int = BATCH) -> Iterator[Sequence[KeyValue]]:
-    """``keys`` in slices of at most ``size``."""
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
-
-
-def _pending_function() -> PendingKeys | None:
-    # The dual-write capability is optional: validation works without it.
-    try:
-        module = importlib.import_module("dbroute.dualwrite.journal")
-    except ImportError:
-        return None
-    function: PendingKeys | None = getattr(module, "pending_keys", None)
-    return function
+__all__ = ["classify", "journal_keys"]
 
 
 def journal_keys(side: Side, schema: str, table: str) -> set[KeyValue]:
     """Keys of ``schema.table`` in ``side``'s dual-write journal (read in its snapshot)."""
-    pending = _pending_function()
-    if pending is None:
-        return set()
     savepoint = side.conn.begin_nested()
     try:
-        return pending(side.conn, schema, table)
+        return pending_keys(side.conn, schema, table)
     finally:
         savepoint.rollback()
 

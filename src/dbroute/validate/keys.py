@@ -12,18 +12,28 @@ range and the boundaries inside it split it into ``len(bounds) + 1`` segments:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-__all__ = ["KeyRange", "KeySpec", "KeyValue", "Sql", "quote_ident"]
+# One quoting helper for the whole package (dual-write, phases and validation).
+from dbroute.sql import ident as quote_ident
+
+__all__ = ["BATCH", "KeyRange", "KeySpec", "KeyValue", "Sql", "batches", "quote_ident"]
 
 #: A key value: each key column rendered as PostgreSQL text, in key-column order.
 KeyValue = tuple[str, ...]
 
+#: Keys per query when rows are read back by key.
+BATCH = 500
 
-def quote_ident(name: str) -> str:
-    """``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
+T = TypeVar("T")
+
+
+def batches(items: Sequence[T], size: int = BATCH) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass

@@ -24,8 +24,7 @@ from dbroute.validate.catalog import Table, load_tables
 from dbroute.validate.checksum import TableQuery
 from dbroute.validate.connect import Database, engine_pair
 from dbroute.validate.data import DataOptions, plan_tables
-from dbroute.validate.diff import batches
-from dbroute.validate.keys import KeyValue, Sql, quote_ident
+from dbroute.validate.keys import KeyValue, batches, quote_ident
 from dbroute.validate.report import DataReport
 from dbroute.validate.snapshot import Side, open_side
 
@@ -157,7 +156,7 @@ def _repair_table(
     writable = [c for c in query.columns if not table.column(c).generated]
     for batch in batches(keys, batch_size):
         with open_side(engines[source], source) as reader:
-            rows = _read(reader, query, writable, batch)
+            rows = query.texts_of(reader, batch, writable)
         upserts = [k for k in batch if k in rows]
         deletes = [k for k in batch if k not in rows]
         result.upserts.extend(upserts)
@@ -172,16 +171,6 @@ def _repair_table(
     if apply:
         result.remaining = _still_different(engines, query, keys)
     return result
-
-
-def _read(
-    side: Side, query: TableQuery, columns: Sequence[str], keys: Sequence[KeyValue]
-) -> dict[KeyValue, tuple[str | None, ...]]:
-    values = ", ".join(f"t.{quote_ident(c)}::text" for c in columns)
-    sql = Sql(f"select {query.key.as_text()}, {values} from {query.qualified} t")
-    sql.extend(query.key.join_keys(keys))
-    width = len(query.key.columns)
-    return {tuple(row[:width]): tuple(row[width:]) for row in side.query(sql.text, sql.args)}
 
 
 def _upsert(

@@ -32,6 +32,8 @@ PINNED_SETTINGS = {
     "lc_monetary": "C",
 }
 
+# Every setting in one round trip (a transaction per table and side sets them all).
+_PIN = "select set_config(name, value, true) from unnest(%s::text[], %s::text[]) as s(name, value)"
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]+")
 _QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
 
@@ -83,11 +85,15 @@ def open_side(
     with contextlib.ExitStack() as stack:
         side = stack.enter_context(_transaction(engine, target, read_only, statement_timeout_ms))
         if read_only and helpers > 0:
+            # Not through Side.query: a snapshot cannot be exported from a savepoint.
             try:
-                snapshot = side.query("select pg_export_snapshot()")[0][0]
-            except DBAPIError:  # e.g. a hot standby: scan with one connection
-                snapshot = None
-            if snapshot is not None:
+                snapshot = side.conn.exec_driver_sql("select pg_export_snapshot()").scalar_one()
+            except DBAPIError:  # not supported here: scan with one connection
+                stack.close()  # the failure aborted the transaction: start a fresh one
+                side = stack.enter_context(
+                    _transaction(engine, target, read_only, statement_timeout_ms)
+                )
+            else:
                 side.helpers = [
                     stack.enter_context(
                         _transaction(engine, target, True, statement_timeout_ms, snapshot)
@@ -115,11 +121,8 @@ def _transaction(
                 if not _SNAPSHOT_ID.fullmatch(snapshot):
                     raise ValueError(f"unexpected snapshot id {snapshot!r}")
                 conn.exec_driver_sql(f"set transaction snapshot '{snapshot}'")
-            for name, value in {
-                **PINNED_SETTINGS,
-                "statement_timeout": str(statement_timeout_ms),
-            }.items():
-                conn.exec_driver_sql("select set_config(%s, %s, true)", (name, value))
+            settings = {**PINNED_SETTINGS, "statement_timeout": str(statement_timeout_ms)}
+            conn.exec_driver_sql(_PIN, (list(settings), list(settings.values())))
             yield Side(target, conn)
             if read_only:
                 transaction.rollback()
