@@ -46,7 +46,7 @@ import laboratory
 from sqlalchemy import text
 
 from dbroute import Router, RoutingSettings, Target
-from dbroute.testing import create_database_pair, start_server_pair
+from dbroute.testing import create_database_pair, libpq_url, start_server_pair
 
 QUERY = text("select id, name, price from items where id between :a and :a + 9")
 SETUP = """
@@ -76,7 +76,7 @@ class ExternalLoad:
     """A subprocess running shadow-equivalent queries on RDS while a block is timed."""
 
     def __init__(self, rds_url: str, cpus: set[int] | None = None) -> None:
-        self._url = rds_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._url = libpq_url(rds_url)
         self._cpus = cpus
         self._process: subprocess.Popen[bytes] | None = None
 

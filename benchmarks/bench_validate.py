@@ -33,7 +33,12 @@ from typing import Any
 
 import psycopg
 
-from dbroute.testing import create_database_pair, drop_database_pair, start_server_pair
+from dbroute.testing import (
+    create_database_pair,
+    drop_database_pair,
+    libpq_url,
+    start_server_pair,
+)
 from dbroute.validate import DataOptions, compare_data
 
 SETUP = """
@@ -65,10 +70,6 @@ def plant(conn: psycopg.Connection[Any], rows: int) -> set[int]:
     return set(changed) | set(missing) | set(extra)
 
 
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 COUNTS: dict[str, int] = {}
 
 
@@ -86,7 +87,7 @@ def run_reladiff(neon: str, rds: str, planted: set[int], tuned: bool) -> None:
 
     threads = 4 if tuned else 1
     tables = [
-        reladiff.connect_to_table(libpq(url), "bench", "id", thread_count=threads)
+        reladiff.connect_to_table(libpq_url(url), "bench", "id", thread_count=threads)
         for url in (neon, rds)
     ]
     diff = reladiff.diff_tables(
@@ -105,7 +106,7 @@ def run_reladiff(neon: str, rds: str, planted: set[int], tuned: bool) -> None:
 def run_python_floor(neon: str, rds: str, planted: set[int]) -> None:
     query = "select id, a, b, c, d from bench order by id"
     found: set[int] = set()
-    with psycopg.connect(libpq(neon)) as a, psycopg.connect(libpq(rds)) as b:
+    with psycopg.connect(libpq_url(neon)) as a, psycopg.connect(libpq_url(rds)) as b:
         left = a.cursor(name="left")
         right = b.cursor(name="right")
         left.itersize = right.itersize = 20_000
@@ -130,7 +131,7 @@ SCAN = "select count(*), sum(hashtext(t::text)) from bench t"
 
 
 def scan(url: str) -> None:
-    with psycopg.connect(libpq(url)) as conn:
+    with psycopg.connect(libpq_url(url)) as conn:
         conn.execute(SCAN).fetchall()
 
 
@@ -166,10 +167,10 @@ def main() -> None:
         databases = create_database_pair(servers, prefix="bench")
         try:
             for url in (databases.neon_url, databases.rds_url):
-                with psycopg.connect(libpq(url), autocommit=True) as conn:
+                with psycopg.connect(libpq_url(url), autocommit=True) as conn:
                     conn.execute(SETUP.format(rows=args.rows).encode())
                     conn.execute("vacuum analyze bench")
-            with psycopg.connect(libpq(databases.rds_url)) as conn:
+            with psycopg.connect(libpq_url(databases.rds_url)) as conn:
                 planted = plant(conn, args.rows)
                 conn.execute("commit")
                 conn.autocommit = True

@@ -221,7 +221,7 @@ class RoutingSettings(BaseSettings):
                 f"{name} fixes DBROUTE_RDS_PERCENT at {phase_rules.fixed_percent}, "
                 f"got {self.rds_percent} (only ramp takes a percentage)"
             )
-        dual_write = getattr(self, "dual_write", phase_rules.dual_write)
+        dual_write = self.dual_write
         if dual_write != phase_rules.dual_write:
             problems.append(
                 f"{name} implies DBROUTE_DUAL_WRITE={str(phase_rules.dual_write).lower()}, "

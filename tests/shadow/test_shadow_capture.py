@@ -6,11 +6,12 @@ import psycopg
 import pytest
 
 from dbroute.shadow.capture import CaptureRefused, capture
+from dbroute.testing import libpq_url
 
 
 @pytest.fixture
 def cursor(dbroute_databases):
-    url = dbroute_databases.neon_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(dbroute_databases.neon_url)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         yield cur
 
