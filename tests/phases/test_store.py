@@ -62,6 +62,20 @@ def test_a_stale_plan_loses_to_a_concurrent_change(control):
     assert reading.current.changed_by == "alice"
 
 
+def test_a_concurrent_change_on_the_second_database_only_blocks_the_write_everywhere(control):
+    force_phase(control, Phase.DUAL_WRITE)  # version 1 on both
+    plan = control.plan(Direction.ADVANCE, Phase.RAMP, percent=Decimal(5), skip=ALL_CHECKS)
+    # Meanwhile another operator's change reached RDS only (Neon was unreachable then).
+    with control.engines[Target.RDS].begin() as conn:
+        conn.execute(text("update dbroute.phase set phase = 'neon_only', version = 2"))
+    with pytest.raises(PhaseStoreError, match="changed meanwhile on rds"):
+        control.execute(plan, by="bob", reason="ramp 5")
+    # Nothing was written on Neon: it still holds version 1, not a second "version 2".
+    with control.engines[Target.NEON].connect() as conn:
+        row = conn.execute(text("select phase, version from dbroute.phase")).one()
+    assert tuple(row) == ("dual_write", 1)
+
+
 def test_the_newest_version_wins_and_a_lagging_copy_is_repaired(control):
     force_phase(control, Phase.DUAL_WRITE)
     # Simulate a write that reached Neon only (RDS was down at that moment).

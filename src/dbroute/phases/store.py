@@ -9,6 +9,7 @@ compare-and-set on the version so two operators cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -193,34 +194,49 @@ def write_phase(
 ) -> tuple[StoredPhase, dict[Target, str]]:
     """Record ``transition`` on every database in ``engines``; return the new row and failures.
 
-    Each database is updated only if it holds ``expected_version`` or older
-    (a lagging copy is brought forward); a newer version means another
-    operator changed the phase meanwhile, and raises :class:`PhaseStoreError`
-    before anything is written elsewhere. The first database written makes the
-    change effective (readers take the newest row); failures on the others are
-    returned for the caller to report (``dbroute status`` shows the lag and the
-    next change repairs it).
+    The phase row is locked (``FOR UPDATE``) on every reachable database
+    first, and only when none holds a version newer than ``expected_version``
+    is anything written: a newer version means another operator changed the
+    phase meanwhile, and raises :class:`PhaseStoreError` with nothing written
+    anywhere, even when the newer version sits on the second database only.
+    (Locks are taken in ``engines`` order, Neon then RDS, by every writer, so
+    two operators cannot deadlock.) A lagging copy is brought forward. The
+    first database committed makes the change effective (readers take the
+    newest row); failures on the others are returned for the caller to report
+    (``dbroute status`` shows the lag and the next change repairs it).
     """
     version = expected_version + 1
     failures: dict[Target, str] = {}
     written: StoredPhase | None = None
-    for target, engine in engines.items():
-        try:
-            ensure_store(engine)
-            with engine.begin() as conn:
+    with contextlib.ExitStack() as stack:
+        locked: dict[Target, tuple[Connection, Any]] = {}
+        for target, engine in engines.items():
+            try:
+                ensure_store(engine)
+                conn = stack.enter_context(engine.connect())  # closing rolls back
+                transaction = conn.begin()
                 current = conn.execute(
                     text("select version from dbroute.phase for update")
                 ).scalar_one()
-                if current > expected_version:
-                    raise PhaseStoreError(
-                        f"the phase changed meanwhile on {target.value} (version {current}, "
-                        f"expected {expected_version}): run `dbroute status` and retry"
-                    )
-                written = _update(conn, transition, version, changed_by, reason)
+            except SQLAlchemyError as exc:
+                failures[target] = describe_error(exc)
+                continue
+            if current > expected_version:
+                raise PhaseStoreError(
+                    f"the phase changed meanwhile on {target.value} (version {current}, "
+                    f"expected {expected_version}): run `dbroute status` and retry"
+                )
+            locked[target] = (conn, transaction)
+        for target, (conn, transaction) in locked.items():
+            try:
+                row = _update(conn, transition, version, changed_by, reason)
                 _audit(conn, transition, version, changed_by, reason, checks)
-                log.info("phase %s recorded on %s (version %d)", transition, target.value, version)
-        except SQLAlchemyError as exc:
-            failures[target] = describe_error(exc)
+                transaction.commit()
+            except SQLAlchemyError as exc:
+                failures[target] = describe_error(exc)
+                continue
+            written = row
+            log.info("phase %s recorded on %s (version %d)", transition, target.value, version)
     if written is None:
         raise PhaseStoreError(
             "the phase change was recorded on no database: "
