@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from dbroute.errors import PreconditionError
 from dbroute.phases.checks import (
@@ -182,10 +183,14 @@ class PhaseControl:
             validation = "validation capability not installed"
         entries: list[HistoryEntry] = []
         for target, engine in self.engines.items():
-            if health[target].reachable:
+            if not health[target].reachable:
+                continue
+            try:
                 with engine.connect() as conn:
                     entries = _read_history(conn, history)
                 break
+            except SQLAlchemyError:  # gone since the health check: the other copy has it too
+                continue
         return Status(
             self.current(), self.settings.phase, health, backlog, validation, sequences, entries
         )
