@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbroute.assess.indexes import IndexDef
+from dbroute.sql import user_schema
 
 __all__ = [
     "COMPARED_SETTINGS",
@@ -34,10 +35,7 @@ __all__ = [
 ]
 
 #: Condition on ``n.nspname`` (every query's pg_namespace alias) keeping user schemas only.
-_USER_SCHEMA = (
-    "n.nspname not in ('dbroute', 'pg_catalog', 'information_schema') "
-    "and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'"
-)
+_USER_SCHEMA = user_schema("n.nspname")
 
 #: Settings whose difference between the servers matters to the application.
 COMPARED_SETTINGS = (

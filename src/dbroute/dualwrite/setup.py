@@ -19,15 +19,14 @@ from dbroute.dualwrite.capture import CapturedTable, install_triggers_sql
 from dbroute.dualwrite.codegen import dispatchers_sql, table_functions_sql
 from dbroute.dualwrite.journal import JOURNAL_DDL, SCHEMA, backlog, journal_exists
 from dbroute.errors import DualWriteSetupError
+from dbroute.sql import user_schema
 from dbroute.target import Target
 
 __all__ = ["SetupReport", "discover", "setup", "teardown"]
 
 log = logging.getLogger("dbroute.dualwrite")
 
-#: Schemas never captured: dbroute's own and PostgreSQL's.
-SKIPPED_SCHEMAS = ("dbroute", "pg_catalog", "information_schema", "pg_toast")
-
+# Tables of user schemas only (dbroute.sql.user_schema): never dbroute's own or PostgreSQL's.
 _TABLES = f"""
 select n.nspname as schema, c.relname as name, c.oid,
        (select array_agg(a.attname::text order by k.i)
@@ -45,7 +44,7 @@ from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 left join pg_index i on i.indrelid = c.oid and i.indisprimary
 where c.relkind in ('r', 'p') and not c.relispartition
-  and n.nspname not in {SKIPPED_SCHEMAS!r} and n.nspname not like 'pg\\_%'
+  and {user_schema("n.nspname")}
 order by 1, 2
 """
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from dbroute.sql import ident
+from dbroute.sql import ident, user_schema
 from dbroute.target import Target
 
 __all__ = [
@@ -52,7 +52,7 @@ DEFAULT_WINDOW = 1_000_000
 SUGGESTED_HEADROOM = 1_000_000_000
 
 _OWNED = text(
-    """
+    f"""
     select s.schemaname, s.sequencename, s.increment_by, s.min_value, s.max_value,
            tn.nspname as table_schema, t.relname as table_name, a.attname as column_name
     from pg_sequences s
@@ -63,8 +63,7 @@ _OWNED = text(
     join pg_class t on t.oid = d.refobjid
     join pg_namespace tn on tn.oid = t.relnamespace
     join pg_attribute a on a.attrelid = t.oid and a.attnum = d.refobjsubid
-    where s.schemaname not in ('dbroute', 'pg_catalog', 'information_schema')
-      and s.schemaname not like 'pg_toast%'
+    where {user_schema("s.schemaname")}
     order by 1, 2
     """
 )

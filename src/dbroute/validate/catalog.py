@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from dbroute.sql import user_schema
 from dbroute.validate.keys import quote_ident
 
 __all__ = [
-    "EXCLUDED_SCHEMAS",
     "Column",
     "Table",
     "TableName",
@@ -23,7 +23,6 @@ __all__ = [
 ]
 
 #: Schemas validation never looks at (system schemas and dbroute's own).
-EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "dbroute")
 
 #: ``(schema, table)``.
 TableName = tuple[str, str]
@@ -68,11 +67,8 @@ class Table:
 
 def schema_filter(alias: str, schemas: Sequence[str] | None) -> tuple[str, dict[str, object]]:
     """A predicate on the schema-name column ``alias`` and its bind parameters."""
-    sql = (
-        f"{alias} <> all(:excluded) and {alias} not like 'pg\\_toast%' "
-        f"and {alias} not like 'pg\\_temp%'"
-    )
-    params: dict[str, object] = {"excluded": list(EXCLUDED_SCHEMAS)}
+    sql = user_schema(alias)
+    params: dict[str, object] = {}
     if schemas:
         sql += f" and {alias} = any(:schemas)"
         params["schemas"] = list(schemas)
