@@ -122,14 +122,15 @@ def pin_server(router: Router, target: Target, cpus: set[int]) -> None:
 
 
 def pin_shadow_workers(cpus: set[int]) -> int:
-    """Pin the shadow executor's threads (started lazily, so call after a warm-up)."""
-    import threading
-
-    workers = [t for t in threading.enumerate() if t.name.startswith("dbroute-shadow")]
-    for thread in workers:
-        assert thread.native_id is not None
-        os.sched_setaffinity(thread.native_id, cpus)
-    return len(workers)
+    """Pin the shadow worker processes (started on first use, so call after a warm-up)."""
+    workers = 0
+    for pid in _children(os.getpid()):
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if b"dbroute.shadow.worker" in cmdline.read():
+                for thread in os.listdir(f"/proc/{pid}/task"):  # every thread, not just the main one
+                    os.sched_setaffinity(int(thread), cpus)
+                workers += 1
+    return workers
 
 
 def routed_read(router: Router) -> Callable[[int], object]:
@@ -200,7 +201,7 @@ def main() -> None:
         shadowed.shadow_flush(60)
         if args.pin:
             print(
-                f"pinned: app + neon on CPU {APP_CPU}, shadow workers "
+                f"pinned: app + neon on CPU {APP_CPU}, shadow worker processes "
                 f"({pin_shadow_workers(SHADOW_CPU)}) + rds on CPU {SHADOW_CPU}"
             )
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -222,3 +224,12 @@ def test_secrets_stay_out_of_reprs_dumps_and_logs(
         assert "rds.amazonaws.com" in caplog.text  # the log does say where it connects
     finally:
         router.dispose()
+
+
+def test_shadow_python_must_be_an_executable(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env.setenv("DBROUTE_SHADOW_PYTHON", str(tmp_path / "no-such-python"))
+    error = config_error()
+    assert "DBROUTE_SHADOW_PYTHON" in str(error)
+    assert "not an executable file" in str(error)
+    env.setenv("DBROUTE_SHADOW_PYTHON", sys.executable)
+    assert RoutingSettings().shadow_python == sys.executable

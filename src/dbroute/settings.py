@@ -133,7 +133,7 @@ class RoutingSettings(BaseSettings):
         Decimal(0), ge=0, le=100, decimal_places=2, description="share of reads shadowed, 0-100"
     )
     shadow_seed: str | None = Field(None, description="set: sampling is deterministic per query")
-    shadow_workers: int = Field(2, ge=1, le=64, description="background threads running shadows")
+    shadow_workers: int = Field(2, ge=1, le=64, description="shadows run at once, in the worker")
     shadow_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="shadows waiting; more drop"
     )
@@ -145,6 +145,9 @@ class RoutingSettings(BaseSettings):
     shadow_recheck_delay: float = Field(0.5, ge=0, le=60, description="seconds before lag recheck")
     shadow_float_tolerance: float = Field(0.0, ge=0, le=1, description="float compare tolerance")
     shadow_include_values: bool = Field(False, description="row values in ShadowMismatch (PII)")
+    shadow_python: str | None = Field(
+        None, description="Python interpreter of the shadow worker process; default: this one"
+    )
 
     def __init__(self, **values: Any) -> None:
         _reject_unknown_variables(type(self))
@@ -163,6 +166,14 @@ class RoutingSettings(BaseSettings):
         if not isinstance(raw, str):
             raise ValueError("must be a URL string")
         return SecretStr(normalize_url(raw).render_as_string(hide_password=False))
+
+    @field_validator("shadow_python")
+    @classmethod
+    def _interpreter(cls, value: str | None) -> str | None:
+        # uWSGI and other embedding servers make sys.executable their own binary.
+        if value is not None and not (os.path.isfile(value) and os.access(value, os.X_OK)):
+            raise ValueError(f"{value!r} is not an executable file (a Python interpreter)")
+        return value
 
     @field_validator("force_rds", "force_neon", mode="before")
     @classmethod

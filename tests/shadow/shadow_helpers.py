@@ -37,3 +37,23 @@ def on(router: Router, target: Target, sql: str, **params: Any) -> None:
     """Run ``sql`` on one database directly (planting differences)."""
     with router.engine(target).begin() as conn:
         conn.execute(text(sql), params)
+
+
+def worker_pids() -> list[int]:
+    """The shadow worker processes started by this process (Linux ``/proc``)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except OSError:  # ended meanwhile
+            continue
+        if parent == os.getpid() and b"dbroute.shadow.worker" in command:
+            found.append(int(entry))
+    return found

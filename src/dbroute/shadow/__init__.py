@@ -1,9 +1,10 @@
 """Shadow reads: re-run a sample of session reads on the other database and compare.
 
 Switched on by ``DBROUTE_SHADOW_READ_PERCENT > 0``; the router then attaches
-:class:`ShadowReads` (``router.shadow``). The caller's result is never touched
-or delayed beyond copying its rows: the shadow runs on a bounded background
-pool, read-only, with its own timeout and row cap. See ``docs/shadow-reads.md``.
+:class:`ShadowReads` (``router.shadow``). The caller's result is never touched;
+its only cost is copying the primary's raw answer to a worker process, where
+the shadow runs read-only, with its own timeout and row cap, and is compared.
+See ``docs/shadow-reads.md``.
 """
 
 from dbroute.shadow.compare import Comparison, Difference, compare_results

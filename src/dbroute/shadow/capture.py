@@ -1,36 +1,32 @@
-"""Copy the primary's rows off the DBAPI cursor without changing what the caller receives.
+"""Copy the primary's answer off the DBAPI cursor, as libpq holds it, without decoding it.
 
 The copy is taken in SQLAlchemy's ``after_cursor_execute`` event, after the
-query ran and before SQLAlchemy reads the cursor, so ORM entities, Core rows
-and ``text()`` results are all captured as the plain values psycopg decoded:
+query ran and before SQLAlchemy reads the cursor. It reads libpq's result
+(``cursor.pgresult``) cell by cell as raw bytes, so:
 
-* sync: psycopg's client-side cursor already holds the whole result;
-  ``fetchall()`` then ``scroll(0, "absolute")`` rewinds it for SQLAlchemy
-  (both public psycopg API; values are decoded twice, a fresh copy for us).
-* asyncio: SQLAlchemy's psycopg adapter has already fetched every row into
-  its buffer; the rows are copied from it (a SQLAlchemy-internal attribute,
-  checked here; when it is missing the read is skipped and counted, never
-  guessed). Mutable values (JSON, arrays) are deep-copied: the caller gets
-  the same objects and may change them.
+* the caller's cursor is not touched: nothing is fetched, rewound or
+  decoded twice; ORM entities, Core rows and ``text()`` results, sync or
+  asyncio (SQLAlchemy's psycopg adapter keeps the inner cursor's result), are
+  captured the same way;
+* the expensive part, turning bytes into Python values, happens in the
+  shadow worker process (:func:`decode`), off the application's CPU and GIL.
 
-Server-side (streaming) cursors are never captured.
+Server-side (streaming) cursors are never captured: their result is one batch.
 """
 
 from __future__ import annotations
 
-import copy
-from datetime import date, time, timedelta
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import psycopg
+from psycopg import pq
+from psycopg.adapt import Transformer
 from psycopg.pq import ExecStatus
 from psycopg.pq.abc import PGresult
 
 from dbroute.shadow.results import Column, ResultSet
 
-__all__ = ["CaptureRefused", "capture", "describe"]
+__all__ = ["CaptureRefused", "ColumnMeta", "RawRows", "capture", "decode", "raw_equal"]
 
 
 class CaptureRefused(Exception):  # noqa: N818 - a reason, not an error: becomes a "skipped" count
@@ -41,58 +37,89 @@ class CaptureRefused(Exception):  # noqa: N818 - a reason, not an error: becomes
         self.reason = reason
 
 
-_IMMUTABLE = (str, int, float, bytes, type(None), Decimal, date, time, timedelta, UUID)
+#: One column as libpq describes it: name (raw bytes), type OID, format (0 text, 1 binary),
+#: source table OID and column number (0, 0 when computed).
+ColumnMeta = tuple[bytes | None, int, int, int, int]
+#: A result as libpq returned it: its columns, its row count and its row-major raw cells
+#: (``None``: NULL). Plain tuples: they are pickled on the caller's path, where every
+#: microsecond counts.
+RawRows = tuple[tuple[ColumnMeta, ...], int, list[bytes | None]]
 
 
-def _raw_cursor(cursor: Any) -> tuple[Any, bool]:
-    """The psycopg cursor behind ``cursor`` and whether it is SQLAlchemy's asyncio adapter."""
-    if isinstance(cursor, psycopg.Cursor):
-        return cursor, False
-    inner = getattr(cursor, "_cursor", None)
-    if isinstance(inner, psycopg.AsyncCursor) and not getattr(cursor, "server_side", True):
-        return inner, True
-    raise CaptureRefused("unsupported_cursor")
-
-
-def describe(
-    result: PGresult, encoding: str
-) -> tuple[tuple[Column, ...], tuple[tuple[int, int], ...]]:
-    """Column names and types, and each column's source table and column number.
-
-    Read straight from libpq's result: cheaper than psycopg's ``description``.
-    """
-    fields = range(result.nfields)
-    columns = tuple(
-        Column((result.fname(i) or b"").decode(encoding), result.ftype(i)) for i in fields
-    )
-    return columns, tuple((result.ftable(i), result.ftablecol(i)) for i in fields)
-
-
-def capture(cursor: Any, row_cap: int) -> ResultSet:
-    """The rows of the query just run on ``cursor``; raises :class:`CaptureRefused`."""
-    raw, adapted = _raw_cursor(cursor)
+def _pgresult(cursor: Any) -> PGresult | None:
+    """The libpq result behind ``cursor`` (psycopg's, or SQLAlchemy's asyncio adapter's)."""
+    raw = cursor if isinstance(cursor, psycopg.Cursor) else getattr(cursor, "_cursor", None)
     if isinstance(raw, (psycopg.ServerCursor, psycopg.AsyncServerCursor)):
         raise CaptureRefused("streaming")
-    result = raw.pgresult
+    if not isinstance(raw, (psycopg.Cursor, psycopg.AsyncCursor)):
+        raise CaptureRefused("unsupported_cursor")
+    if getattr(cursor, "server_side", False):  # the adapter streams through a named cursor
+        raise CaptureRefused("streaming")
+    return raw.pgresult
+
+
+def capture(cursor: Any, row_cap: int) -> RawRows:
+    """The raw answer of the query just run on ``cursor``; raises :class:`CaptureRefused`."""
+    result = _pgresult(cursor)
     if result is None or result.status != ExecStatus.TUPLES_OK:
         raise CaptureRefused("no_rows_returned")
-    if result.ntuples > row_cap:
+    ntuples = result.ntuples
+    if ntuples > row_cap:
         raise CaptureRefused("row_cap")
-    columns, tables = describe(result, raw.connection.info.encoding)
-    if adapted:
-        buffered = getattr(cursor, "_rows", None)
-        if buffered is None:
-            raise CaptureRefused("unsupported_cursor")
-        rows: list[tuple[Any, ...]] = list(buffered)
-        if len(rows) != result.ntuples:  # SQLAlchemy already read some: not the whole answer
-            raise CaptureRefused("already_read")
-        if not all(isinstance(v, _IMMUTABLE) for row in rows for v in row):
-            rows = copy.deepcopy(rows)
-    elif raw.rownumber:  # already partly read: rewinding would hand rows out twice
-        raise CaptureRefused("already_read")
-    elif result.ntuples:
-        rows = raw.fetchall()
-        raw.scroll(0, "absolute")  # rewind: SQLAlchemy reads the rows next
-    else:
-        rows = []  # nothing to rewind (scroll(0) would raise on an empty result)
+    fields = range(result.nfields)
+    name, oid, fmt, table, column = (
+        result.fname,
+        result.ftype,
+        result.fformat,
+        result.ftable,
+        result.ftablecol,
+    )
+    meta = tuple([(name(i), oid(i), fmt(i), table(i), column(i)) for i in fields])
+    value = result.get_value
+    return meta, ntuples, [value(row, field) for row in range(ntuples) for field in fields]
+
+
+def decode(raw: RawRows, encoding: str = "utf-8") -> ResultSet:
+    """``raw`` as Python values, by psycopg's default loaders (as the shadow's rows are)."""
+    meta, ntuples, cells = raw
+    columns = tuple(Column((name or b"").decode(encoding), oid) for name, oid, *_ in meta)
+    tables = tuple((table, column) for *_, table, column in meta)
+    transformer = Transformer()
+    loads = [transformer.get_loader(oid, pq.Format(fmt)).load for _, oid, fmt, _, _ in meta]
+    width = len(loads)
+    if not width:  # ``select`` of no columns: empty rows
+        return ResultSet(columns, [()] * ntuples, tables)
+    rows = [
+        tuple(
+            None if cell is None else load(cell)
+            for load, cell in zip(loads, cells[start : start + width], strict=True)
+        )
+        for start in range(0, ntuples * width, width)
+    ]
     return ResultSet(columns, rows, tables)
+
+
+def raw_equal(a: RawRows, b: RawRows, *, ordered: bool) -> bool:
+    """Whether two answers are byte for byte the same (in order, or as multisets of rows).
+
+    Same columns, types, formats and bytes mean same values, so a match needs
+    no decoding; different bytes may still be equal values (``1.0``/``1.00``,
+    another ``TimeZone``...): :func:`decode` and compare them then.
+    """
+    meta_a, rows_a, cells_a = a
+    meta_b, rows_b, cells_b = b
+    if rows_a != rows_b or [m[:3] for m in meta_a] != [m[:3] for m in meta_b]:
+        return False
+    if ordered or rows_a < 2:
+        return cells_a == cells_b
+    width = len(meta_a)
+    if not width:
+        return True
+    return _sorted_rows(cells_a, width) == _sorted_rows(cells_b, width)
+
+
+def _sorted_rows(cells: list[bytes | None], width: int) -> list[tuple[bytes | None, ...]]:
+    rows = [tuple(cells[i : i + width]) for i in range(0, len(cells), width)]
+    # NULL sorts apart from every value (None and bytes do not compare).
+    rows.sort(key=lambda row: tuple((c is None, c or b"") for c in row))
+    return rows

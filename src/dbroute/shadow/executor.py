@@ -61,14 +61,8 @@ class BoundedExecutor:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued job has run; ``False`` if ``timeout`` passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            while self._unfinished:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-        return True
+            return self._idle.wait_for(lambda: not self._unfinished, timeout)
 
     def stop(self) -> int:
         """Refuse new jobs, discard the queued ones (their count is returned), stop the workers.

@@ -1,4 +1,4 @@
-"""The shadow-read experiment of one router: sample, queue, run, compare, classify, report.
+"""The shadow-read experiment of one router: sample, capture, hand off, report.
 
 Scientist's vocabulary: the primary database is the *control* (``use``), the
 other database the *candidate* (``try``); both are fixed by routing. What can
@@ -7,42 +7,36 @@ be customised, globally here or per statement through execution options
 ``publish`` (plus ``on_mismatch``). Every exception of the candidate or of a
 user callable is caught, logged and counted; none reaches the caller, who had
 their result before the shadow even started.
+
+Where the work happens: the caller's thread only decides, copies the raw
+answer and queues it (:mod:`dbroute.shadow.hooks`); a worker process runs,
+decodes, compares and classifies (:mod:`dbroute.shadow.worker`); a reader
+thread here records outcomes, metrics, logs and calls the callbacks. User
+``compare``/``ignore`` callables cannot cross processes: reads they apply to
+come back with both results and are judged here, on a small thread pool.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbroute.settings import RoutingSettings
-from dbroute.shadow.compare import Comparison, Difference, compare_results
-from dbroute.shadow.executor import BoundedExecutor
+from dbroute.shadow.capture import RawRows
 from dbroute.shadow.hooks import install, uninstall
-from dbroute.shadow.job import Comparator, ShadowJob
-from dbroute.shadow.lag import LagExplainer
-from dbroute.shadow.outcome import ShadowMismatch, ShadowOutcome, Verdict
-from dbroute.shadow.report import ReportBuilder, ShadowReport
-from dbroute.shadow.results import ResultSet
-from dbroute.shadow.runner import ShadowRunner
+from dbroute.shadow.job import Comparator, job_message
+from dbroute.shadow.judge import Judgement
+from dbroute.shadow.local_judge import LocalJudge
+from dbroute.shadow.process import WorkerProcess
+from dbroute.shadow.publisher import Publisher
+from dbroute.shadow.report import ShadowReport
 from dbroute.shadow.sampling import Sampler
 from dbroute.shadow.statement import StatementInfo
+from dbroute.shadow.wire import JUDGE, MATCH, OUTCOME, WorkerConfig, frame
 from dbroute.target import Target
-from dbroute.telemetry import (
-    ATTR_ERROR_TYPE,
-    ATTR_SHADOW_REASON,
-    ATTR_SHADOW_SIDE,
-    ATTR_TARGET,
-    SHADOW_COMPARED,
-    SHADOW_DROPPED,
-    SHADOW_DURATION,
-    SHADOW_ERRORS,
-    SHADOW_LAGGED,
-    SHADOW_MATCHED,
-    SHADOW_MISMATCHED,
-    SHADOW_SKIPPED,
-)
 
 if TYPE_CHECKING:
     from dbroute.router import Router
@@ -52,11 +46,8 @@ __all__ = ["ShadowReads"]
 log = logging.getLogger("dbroute.shadow")
 
 F = TypeVar("F", bound=Callable[..., Any])
-_VERDICT_COUNTERS = {
-    Verdict.MATCH: SHADOW_MATCHED,
-    Verdict.MISMATCH: SHADOW_MISMATCHED,
-    Verdict.LAGGED: SHADOW_LAGGED,
-}
+#: Per-statement ``(compare, ignore)`` of a read in flight; ``None`` when it has neither.
+_Callables = tuple[Comparator | None, Comparator | None] | None
 
 
 class ShadowReads:
@@ -73,28 +64,35 @@ class ShadowReads:
     def __init__(self, settings: RoutingSettings) -> None:
         self.sampler = Sampler(settings.shadow_read_percent, settings.shadow_seed)
         self.row_cap = settings.shadow_row_cap
-        self._include_values = settings.shadow_include_values
-        self._tolerance = settings.shadow_float_tolerance
-        self._runner = ShadowRunner(
-            {target: settings.url(target) for target in Target},
-            pool_size=settings.shadow_pool_size,
-            statement_timeout=settings.shadow_statement_timeout,
-            row_cap=settings.shadow_row_cap,
-        )
+        self._settings = settings
+        # Everything in flight is bounded here: the queue plus what the workers run.
+        self._capacity = settings.shadow_queue_size + settings.shadow_workers
+        self._inflight: dict[int, _Callables] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._closing = threading.Event()
-        self._lag = LagExplainer(
-            self._runner,
-            recheck_delay=settings.shadow_recheck_delay,
-            float_tolerance=settings.shadow_float_tolerance,
-            closing=self._closing,
+        self._process = WorkerProcess(
+            WorkerConfig(
+                urls={t: settings.url(t).render_as_string(hide_password=False) for t in Target},
+                pool_size=settings.shadow_pool_size,
+                statement_timeout=settings.shadow_statement_timeout,
+                row_cap=settings.shadow_row_cap,
+                recheck_delay=settings.shadow_recheck_delay,
+                float_tolerance=settings.shadow_float_tolerance,
+                include_values=settings.shadow_include_values,
+                workers=settings.shadow_workers,
+                queue_size=settings.shadow_queue_size,
+            ),
+            deliver=self._deliver,
+            lost=self._lost,
+            python=settings.shadow_python,
         )
-        self._executor = BoundedExecutor(settings.shadow_workers, settings.shadow_queue_size)
-        self._report = ReportBuilder()
+        self._publisher = Publisher()
+        self._local = LocalJudge(settings, self._closing)  # reads with user callables
         self._compare: Comparator | None = None
         self._ignores: list[Comparator] = []
         self._run_if: Callable[[StatementInfo], bool] | None = None
-        self._publishers: list[Callable[[ShadowOutcome], None]] = []
-        self._on_mismatch: list[Callable[[ShadowMismatch], None]] = []
         self._listeners: list[Any] = []
 
     @classmethod
@@ -109,7 +107,12 @@ class ShadowReads:
     # --- Scientist vocabulary ------------------------------------------------
 
     def compare(self, function: Comparator) -> Comparator:
-        """Replace the built-in equality: ``function(primary, shadow) -> bool``."""
+        """Replace the built-in equality: ``function(primary, shadow) -> bool``.
+
+        It runs in the application's process for every shadowed read (the
+        rows come back from the worker): prefer ``ignore``, which runs only
+        on differences.
+        """
         self._compare = function
         return function
 
@@ -127,37 +130,39 @@ class ShadowReads:
         return function
 
     def publish(self, function: F) -> F:
-        """Add ``function(outcome: ShadowOutcome)``, called for every shadow read (in a worker)."""
-        self._publishers.append(function)
+        """Add ``function(outcome: ShadowOutcome)``, called for every shadow read (in a thread)."""
+        self._publisher.publishers.append(function)
         return function
 
     def on_mismatch(self, function: F) -> F:
         """Add ``function(mismatch: ShadowMismatch)``, called for every real mismatch."""
-        self._on_mismatch.append(function)
+        self._publisher.on_mismatch.append(function)
         return function
 
     # --- reporting and lifecycle --------------------------------------------
 
     def report(self) -> ShadowReport:
         """Aggregates per statement fingerprint, as of now."""
-        return self._report.snapshot(pending=self._executor.pending)
+        return self._publisher.report.snapshot(pending=len(self._inflight))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for queued shadows to finish; ``False`` if ``timeout`` passed first."""
-        return self._executor.flush(timeout)
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._inflight, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop: queued shadows are discarded (counted as dropped), running ones cancelled."""
         uninstall(self._listeners)
         self._listeners = []
         self._closing.set()
-        discarded = self._executor.stop()
+        self._process.close(timeout)
+        self._local.close(timeout)
+        with self._idle:
+            discarded = len(self._inflight)
+            self._inflight.clear()
+            self._idle.notify_all()
         if discarded:
-            self._drop(discarded, "shutdown")
-        self._runner.cancel_running()
-        if not self._executor.join(timeout):
-            log.warning("shadow reads: workers still busy after %.1fs at shutdown", timeout)
-        self._runner.dispose()
+            self._publisher.dropped(discarded, "shutdown")
 
     # --- called by the hooks (the caller's path: cheap, never raising) -------
 
@@ -173,168 +178,96 @@ class ShadowReads:
 
     def skipped(self, reason: str) -> None:
         """Count a read not shadowed."""
-        self._report.skip(reason)
-        SHADOW_SKIPPED.add(1, {ATTR_SHADOW_REASON: reason})
+        self._publisher.skipped(reason)
 
-    def submit(self, job: ShadowJob) -> None:
-        """Queue ``job``; when the queue is full it is dropped and counted, never waited for."""
-        if not self._executor.submit(lambda: self._run(job)):  # full, or closed at shutdown
-            self._drop(1, "shutdown" if self._closing.is_set() else "queue_full")
-
-    def _drop(self, count: int, reason: str) -> None:
-        self._report.drop(count)
-        SHADOW_DROPPED.add(count, {ATTR_SHADOW_REASON: reason})
-
-    # --- the worker ----------------------------------------------------------
-
-    def _run(self, job: ShadowJob) -> None:
-        shadow_target = job.primary_target.other
-        attributes = {ATTR_TARGET: shadow_target.value}
-        try:
-            shadow, seconds = self._runner.run(shadow_target, job.sql, job.parameters)
-        except Exception as exc:
-            self._error(job, exc, "shadow query")
+    def submit(
+        self,
+        target: Target,
+        sql: str,
+        parameters: Any,
+        primary: RawRows,
+        primary_seconds: float,
+        compare: Comparator | None,
+        ignore: Comparator | None,
+    ) -> None:
+        """Hand one read to the worker; dropped and counted when too many are in flight."""
+        if compare or self._compare:
+            judge: str | None = "compare"
+        else:
+            judge = "ignore" if ignore or self._ignores else None
+        with self._lock:
+            full = len(self._inflight) >= self._capacity or self._closing.is_set()
+            if not full:
+                job_id = next(self._ids)
+                self._inflight[job_id] = (compare, ignore) if judge else None
+        if full:
+            self._publisher.dropped(1, "shutdown" if self._closing.is_set() else "queue_full")
             return
         try:
-            verdict, comparison = self._judge(job, shadow)
-        except Exception as exc:  # a user compare/ignore, or a lag lookup
-            self._error(job, exc, "comparison")
-            return
-        mismatch = self._mismatch(job, shadow, comparison) if verdict is Verdict.MISMATCH else None
-        outcome = ShadowOutcome(
-            fingerprint=job.info.fingerprint,
-            statement=job.info.normalized,
-            primary=job.primary_target,
-            shadow=shadow_target,
-            verdict=verdict,
-            primary_seconds=job.primary_seconds,
-            shadow_seconds=seconds,
-            difference=comparison.difference,
-            mismatch=mismatch,
-        )
-        SHADOW_COMPARED.add(1, attributes)
-        counter = _VERDICT_COUNTERS.get(verdict)
-        if counter is not None:
-            reason = comparison.difference.value if comparison.difference else "none"
-            counter.add(1, {**attributes, ATTR_SHADOW_REASON: reason})
-        SHADOW_DURATION.record(job.primary_seconds, {**attributes, ATTR_SHADOW_SIDE: "primary"})
-        SHADOW_DURATION.record(seconds, {**attributes, ATTR_SHADOW_SIDE: "shadow"})
-        if mismatch is not None:
-            _log_mismatch(mismatch)
-            self._call(self._on_mismatch, mismatch)
-        self._finish(outcome)
-
-    def _judge(self, job: ShadowJob, shadow: ResultSet) -> tuple[Verdict, Comparison]:
-        comparison = compare_results(
-            job.primary, shadow, ordered=job.info.ordered, float_tolerance=self._tolerance
-        )
-        compare = job.compare or self._compare
-        if compare is not None:
-            if compare(job.primary, shadow):
-                return Verdict.MATCH, Comparison(None)
-            if comparison.equal:  # the user's rule is stricter than ours
-                comparison = Comparison(Difference.VALUES)
-        elif comparison.equal:
-            return Verdict.MATCH, comparison
-        ignores = [job.ignore, *self._ignores] if job.ignore else self._ignores
-        if any(ignore(job.primary, shadow) for ignore in ignores):
-            return Verdict.IGNORED, comparison
-        lagged = self._lag.is_lag(
-            primary_target=job.primary_target,
-            sql=job.sql,
-            parameters=job.parameters,
-            ordered=job.info.ordered,
-            primary=job.primary,
-            shadow=shadow,
-            comparison=comparison,
-        )
-        return (Verdict.LAGGED if lagged else Verdict.MISMATCH), comparison
-
-    def _mismatch(
-        self, job: ShadowJob, shadow: ResultSet, comparison: Comparison
-    ) -> ShadowMismatch:
-        assert comparison.difference is not None
-        primary_row = shadow_row = None
-        first = comparison.first_difference
-        if self._include_values and first is not None:
-            if first < len(job.primary.rows):
-                primary_row = tuple(job.primary.rows[first])
-            unmatched = comparison.shadow_unmatched
-            index = first if job.info.ordered else (unmatched[0] if unmatched else None)
-            if index is not None and index < len(shadow.rows):
-                shadow_row = tuple(shadow.rows[index])
-        return ShadowMismatch(
-            fingerprint=job.info.fingerprint,
-            statement=job.info.normalized,
-            primary=job.primary_target,
-            shadow=job.primary_target.other,
-            difference=comparison.difference,
-            primary_rows=len(job.primary.rows),
-            shadow_rows=len(shadow.rows),
-            first_difference=first,
-            primary_row=primary_row,
-            shadow_row=shadow_row,
-        )
-
-    def _error(self, job: ShadowJob, exc: Exception, stage: str) -> None:
-        error_type = type(exc).__name__
-        shadow_target = job.primary_target.other
-        SHADOW_ERRORS.add(1, {ATTR_TARGET: shadow_target.value, ATTR_ERROR_TYPE: error_type})
-        # The message of a database error can quote row values: log the type only.
-        log.warning(
-            "shadow read failed in %s on %s: %s (statement %s)",
-            stage,
-            shadow_target.value,
-            error_type,
-            job.info.fingerprint,
-            extra={"dbroute_shadow": {"fingerprint": job.info.fingerprint, "error": error_type}},
-        )
-        self._finish(
-            ShadowOutcome(
-                fingerprint=job.info.fingerprint,
-                statement=job.info.normalized,
-                primary=job.primary_target,
-                shadow=shadow_target,
-                verdict=Verdict.ERROR,
-                primary_seconds=job.primary_seconds,
-                shadow_seconds=None,
-                error_type=error_type,
+            data = frame(
+                job_message(job_id, target, sql, parameters, primary, primary_seconds, judge)
             )
-        )
+        except Exception:  # a parameter pickle cannot carry: not shadowed, counted
+            self._forget(job_id)
+            self.skipped("unsupported_parameters")
+            return
+        self._process.send(job_id, data)
 
-    def _finish(self, outcome: ShadowOutcome) -> None:
-        self._report.add(outcome)
-        self._call(self._publishers, outcome)
+    def _forget(self, *job_ids: int) -> None:
+        with self._idle:
+            for job_id in job_ids:
+                self._inflight.pop(job_id, None)
+            if not self._inflight:
+                self._idle.notify_all()
 
-    def _call(self, functions: list[Callable[[Any], None]], argument: object) -> None:
-        for function in functions:
-            try:
-                function(argument)
-            except Exception as exc:
-                SHADOW_ERRORS.add(1, {ATTR_ERROR_TYPE: type(exc).__name__})
-                log.exception("shadow read: callback %r raised", function)
+    # --- results from the worker (reader thread) ----------------------------
 
+    def _deliver(self, batch: list[tuple[Any, ...]]) -> None:
+        matches: list[tuple[Any, ...]] = []
+        done = 0
+        for result in batch:
+            tag, job_id = result[0], result[1]
+            if tag == JUDGE:
+                self._judge_here(result[2])  # still in flight until judged
+                continue
+            if job_id not in self._inflight:
+                continue  # already counted as lost when a worker died
+            done += 1
+            if tag == MATCH:
+                matches.append(result)
+            elif tag == OUTCOME:
+                self._publisher.outcome(result[2])
+            else:  # DROPPED
+                self._publisher.dropped(1, "queue_full")
+        if matches:
+            self._publisher.matches(matches)
+        if done:
+            self._forget(*(result[1] for result in batch if result[0] != JUDGE))
 
-def _log_mismatch(mismatch: ShadowMismatch) -> None:
-    fields: Mapping[str, Any] = {
-        "fingerprint": mismatch.fingerprint,
-        "statement": mismatch.statement,
-        "primary": mismatch.primary.value,
-        "shadow": mismatch.shadow.value,
-        "difference": mismatch.difference.value,
-        "primary_rows": mismatch.primary_rows,
-        "shadow_rows": mismatch.shadow_rows,
-        "first_difference": mismatch.first_difference,
-    }
-    log.warning(
-        "shadow read mismatch %s (%s): %s=%d rows, %s=%d rows, first difference at row %s: %s",
-        mismatch.fingerprint,
-        mismatch.difference.value,
-        mismatch.primary.value,
-        mismatch.primary_rows,
-        mismatch.shadow.value,
-        mismatch.shadow_rows,
-        mismatch.first_difference,
-        mismatch.statement,
-        extra={"dbroute_shadow": fields},
-    )
+    def _lost(self, job_ids: Sequence[int] | None) -> None:
+        # The worker died (None: everything it held) or a job could not reach it.
+        with self._idle:
+            if job_ids is None:
+                lost = len(self._inflight)
+                self._inflight.clear()
+            else:
+                lost = sum(self._inflight.pop(job_id, False) is not False for job_id in job_ids)
+            if not self._inflight:
+                self._idle.notify_all()
+        if lost:
+            self._publisher.dropped(lost, "worker_exited")
+
+    def _judge_here(self, judgement: Judgement) -> None:
+        # Still in flight until judged: flush() waits for the verdict.
+        if not self._local.submit(lambda: self._finish_judgement(judgement)):
+            self._publisher.dropped(1, "shutdown" if self._closing.is_set() else "queue_full")
+            self._forget(judgement.job_id)
+
+    def _finish_judgement(self, judgement: Judgement) -> None:
+        callables: _Callables = self._inflight.get(judgement.job_id)
+        compare, ignore = callables if callables is not None else (None, None)
+        ignores = [ignore, *self._ignores] if ignore else self._ignores
+        try:
+            self._publisher.outcome(self._local.judge(judgement, compare or self._compare, ignores))
+        finally:
+            self._forget(judgement.job_id)

@@ -7,9 +7,9 @@ every ``AsyncSession`` alike, so one set of hooks covers both:
   queries, ``text()``, ``session.get()``, lazy loads): it runs the statement
   (``invoke_statement``), then reads the SQL text the driver received from the
   result's execution context, decides from that text, and for a sampled read
-  copies the rows off the still unread DBAPI cursor
-  (:mod:`dbroute.shadow.capture`) and queues the shadow job. The caller gets
-  the very result object SQLAlchemy produced.
+  copies libpq's raw answer off the DBAPI cursor
+  (:mod:`dbroute.shadow.capture`) and hands it to the worker process. The
+  caller gets the very result object SQLAlchemy produced.
 * ``after_flush`` and non-read statements mark the session's (outermost)
   transaction as written; the next transaction starts clean.
   Reads of a written transaction are not shadowed: they see their own writes.
@@ -34,7 +34,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql.elements import TextClause
 
 from dbroute.shadow.capture import CaptureRefused, capture
-from dbroute.shadow.job import OPT_COMPARE, OPT_IGNORE, OPT_OUT, ShadowJob
+from dbroute.shadow.job import OPT_COMPARE, OPT_IGNORE, OPT_OUT
 from dbroute.shadow.statement import StatementKind, analyse
 from dbroute.target import Target
 
@@ -47,7 +47,6 @@ log = logging.getLogger("dbroute.shadow")
 
 #: ``Session.info`` key: the outermost transaction that wrote.
 WRITTEN = "dbroute.shadow.written"
-_STREAMING = ("stream_results", "yield_per")
 
 
 class _Plan(Enum):
@@ -150,16 +149,13 @@ class _Hooks:
             experiment.skipped(refused.reason)
             return
         experiment.submit(
-            ShadowJob(
-                primary_target=target,
-                info=info,
-                sql=sql,
-                parameters=dict(parameters) if isinstance(parameters, dict) else parameters,
-                primary=primary,
-                primary_seconds=elapsed,
-                compare=options.get(OPT_COMPARE),
-                ignore=options.get(OPT_IGNORE),
-            )
+            target,
+            sql,
+            parameters,
+            primary,
+            elapsed,
+            options.get(OPT_COMPARE),
+            options.get(OPT_IGNORE),
         )
 
 
@@ -185,7 +181,7 @@ def _skip_reason(
         return "pending_writes"
     if executemany:
         return "executemany"
-    if any(options.get(name) for name in _STREAMING):
+    if options.get("stream_results") or options.get("yield_per"):
         return "streaming"
     return None
 

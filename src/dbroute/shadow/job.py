@@ -1,4 +1,4 @@
-"""One queued shadow read, and the execution options that steer it per statement."""
+"""One shadow read on its way to the worker process, and the options that steer it per statement."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dbroute.shadow.capture import RawRows
 from dbroute.shadow.results import ResultSet
-from dbroute.shadow.statement import StatementInfo
 from dbroute.target import Target
 
-__all__ = ["OPT_COMPARE", "OPT_IGNORE", "OPT_OUT", "Comparator", "ShadowJob"]
+__all__ = ["OPT_COMPARE", "OPT_IGNORE", "OPT_OUT", "Comparator", "ShadowJob", "job_message"]
 
 #: ``execution_options(dbroute_shadow=False)``: never shadow this statement.
 OPT_OUT = "dbroute_shadow"
@@ -27,13 +27,39 @@ Comparator = Callable[[ResultSet, ResultSet], bool]
 
 @dataclass(frozen=True, slots=True)
 class ShadowJob:
-    """Everything the background worker needs: the statement and the primary's answer."""
+    """What the worker process needs: the statement, its parameters and the primary's answer.
 
+    ``judge`` says which user callables (they stay in the application's
+    process) must see the two results: ``"compare"`` always, ``"ignore"``
+    when the built-in comparison finds a difference, ``None`` never.
+    """
+
+    id: int
     primary_target: Target
-    info: StatementInfo
     sql: str
     parameters: Mapping[str, Any] | Sequence[Any] | None
-    primary: ResultSet
+    primary: RawRows
     primary_seconds: float
-    compare: Comparator | None = None
-    ignore: Comparator | None = None
+    judge: str | None = None
+
+    @classmethod
+    def from_wire(cls, message: tuple[Any, ...]) -> ShadowJob:
+        """The job :func:`job_message` encoded."""
+        job_id, target, sql, parameters, primary, seconds, judge = message
+        return cls(job_id, Target(target), sql, parameters, primary, seconds, judge)
+
+
+def job_message(
+    job_id: int,
+    primary_target: Target,
+    sql: str,
+    parameters: Any,
+    primary: RawRows,
+    primary_seconds: float,
+    judge: str | None,
+) -> tuple[Any, ...]:
+    """A job as the plain tuple sent to the worker: the cheapest thing to build and pickle.
+
+    Built on the caller's path, so not a :class:`ShadowJob` (the worker makes one).
+    """
+    return (job_id, primary_target.value, sql, parameters, primary, primary_seconds, judge)

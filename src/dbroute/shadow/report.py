@@ -118,20 +118,32 @@ class ReportBuilder:
     def add(self, outcome: ShadowOutcome) -> None:
         """Record one shadow read."""
         with self._lock:
-            entry = self._statements.get(outcome.fingerprint)
-            if entry is None:
-                key = outcome.fingerprint
-                if len(self._statements) >= MAX_STATEMENTS:
-                    key = OTHER
-                entry = self._statements.get(key)
-                if entry is None:
-                    entry = self._statements[key] = _Statement(
-                        outcome.statement if key != OTHER else "(statements beyond the limit)"
-                    )
+            entry = self._entry(outcome.fingerprint, outcome.statement)
             entry.counts[outcome.verdict] += 1
             entry.primary.append(outcome.primary_seconds)
             if outcome.shadow_seconds is not None:
                 entry.shadow.append(outcome.shadow_seconds)
+
+    def add_matches(
+        self, fingerprint: str, statement: str, primary: list[float], shadow: list[float]
+    ) -> None:
+        """Record matching shadow reads of one statement (their latencies on each side)."""
+        with self._lock:
+            entry = self._entry(fingerprint, statement)
+            entry.counts[Verdict.MATCH] += len(primary)
+            entry.primary.extend(primary)
+            entry.shadow.extend(shadow)
+
+    def _entry(self, fingerprint: str, statement: str) -> _Statement:
+        # Called with the lock held.
+        entry = self._statements.get(fingerprint)
+        if entry is None:
+            key = fingerprint if len(self._statements) < MAX_STATEMENTS else OTHER
+            entry = self._statements.get(key)
+            if entry is None:
+                label = statement if key != OTHER else "(statements beyond the limit)"
+                entry = self._statements[key] = _Statement(label)
+        return entry
 
     def skip(self, reason: str) -> None:
         """Record a read not shadowed, and why."""

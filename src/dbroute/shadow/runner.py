@@ -28,7 +28,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 
-from dbroute.shadow.capture import describe
+from dbroute.shadow.capture import RawRows, capture, decode
 from dbroute.shadow.results import ResultSet
 from dbroute.target import Target
 
@@ -50,13 +50,19 @@ class ShadowRunner:
     """Runs statements on either database through the shadow pools."""
 
     def __init__(
-        self, urls: Mapping[Target, URL], *, pool_size: int, statement_timeout: float, row_cap: int
+        self,
+        urls: Mapping[Target, URL | str],
+        *,
+        pool_size: int,
+        statement_timeout: float,
+        row_cap: int,
     ) -> None:
         self._urls = dict(urls)
         self._pool_size = pool_size
         self._timeout_ms = str(max(1, round(statement_timeout * 1000)))
         # Our own integers only: simple-query statements, one round trip each.
         self._begin = f"begin read only; set local statement_timeout = {self._timeout_ms}".encode()
+        self._row_cap = row_cap
         self._fetch = f"fetch {row_cap + 1} from {_CURSOR}; rollback".encode()
         self._connect_timeout = max(1, math.ceil(statement_timeout))
         self._pool_timeout = statement_timeout
@@ -104,6 +110,13 @@ class ShadowRunner:
         self, target: Target, sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None
     ) -> tuple[ResultSet, float]:
         """Run ``sql`` on ``target``: its rows (``row_cap + 1`` at most) and seconds taken."""
+        rows, elapsed = self.run_raw(target, sql, parameters)
+        return decode(rows), elapsed
+
+    def run_raw(
+        self, target: Target, sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None
+    ) -> tuple[RawRows, float]:
+        """:meth:`run`, with the rows as libpq returned them (decoded only when needed)."""
         proxy = self.engine(target).raw_connection()
         raw: psycopg.Connection[Any] = proxy.dbapi_connection  # type: ignore[assignment]
         with self._lock:
@@ -115,9 +128,8 @@ class ShadowRunner:
                     started = time.perf_counter()
                     cursor.execute(f"declare {_CURSOR} no scroll cursor for {sql}", parameters)
                     cursor.execute(self._fetch)  # the FETCH's rows are the first result
-                    rows = cursor.fetchall()
                     elapsed = time.perf_counter() - started
-                    result = cursor.pgresult
+                    rows = capture(cursor, self._row_cap + 1)
             except Exception:
                 _abort(raw, proxy)
                 raise
@@ -125,10 +137,7 @@ class ShadowRunner:
             with self._lock:
                 self._active.discard(raw)
             proxy.close()  # back to the pool (or discarded, when invalidated)
-        if result is None:  # cannot happen after fetchall(); keeps the types honest
-            raise psycopg.InterfaceError("shadow FETCH returned no result")
-        columns, tables = describe(result, raw.info.encoding)
-        return ResultSet(columns, rows, tables), elapsed
+        return rows, elapsed
 
     def cancel_running(self) -> None:
         """Ask the servers to cancel every shadow query in flight (shutdown)."""

@@ -1,0 +1,259 @@
+"""The application's end of the shadow worker process: start it, feed it, read it, stop it.
+
+Why a process: shadow work in threads of the application's process takes the
+GIL from the application's own threads (measured: a read shadowed by an
+in-process thread cost its caller 3.4x). Here the caller's path is one
+non-blocking ``write`` of a small frame to a pipe (atomic up to ``PIPE_BUF``,
+so threads never interleave). Two small threads do the rest:
+
+* the *sender* starts the worker (``python -m dbroute.shadow.worker``, its
+  configuration sent over the pipe, never on the command line) and takes
+  over writing whenever a frame does not fit at once (a full pipe, a large
+  result): until its backlog is empty, callers append to it, so frames keep
+  their order and never interleave;
+* the *reader* hands each batch of results to ``deliver``.
+
+When the worker dies, ``lost(None)`` is called (the jobs it held are gone);
+the next job starts a new one, at most once per :data:`RESTART_INTERVAL`.
+After ``os.fork()`` the child process starts its own worker on first use.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dbroute.shadow.wire import WorkerConfig, frame, read_frame
+
+__all__ = ["RESTART_INTERVAL", "WorkerProcess"]
+
+log = logging.getLogger("dbroute.shadow")
+
+#: Seconds between two starts of the worker (a worker that dies at once is not respawned in a loop).
+RESTART_INTERVAL = 1.0
+#: Pipe capacity asked for (Linux): a burst of reads fits without the sender's help.
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# So ``python -m dbroute.shadow.worker`` imports this very dbroute, whatever the sys.path.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+#: ``(job id, bytes still to write)``; job id -1: a control frame.
+_Pending = tuple[int, bytes]
+
+
+class WorkerProcess:
+    """One shadow worker process and the two threads that talk to it."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        deliver: Callable[[list[Any]], None],
+        lost: Callable[[Sequence[int] | None], None],
+        python: str | None = None,
+    ) -> None:
+        self._config = config
+        self._python = python or sys.executable
+        self._deliver = deliver
+        self._lost = lost
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        # None: the pipe is idle and callers write to it themselves.
+        self._backlog: collections.deque[_Pending] | None = None
+        self._fd: int | None = None  # the worker's stdin, non-blocking
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._started_at = -RESTART_INTERVAL
+        self._closed = False
+        own = weakref.ref(self)
+
+        def forget_in_child() -> None:
+            worker = own()
+            if worker is not None:
+                worker._forget()
+
+        os.register_at_fork(after_in_child=forget_in_child)
+
+    def send(self, job_id: int, data: bytes) -> None:
+        """Send one framed job; never blocks (the caller bounds what is in flight)."""
+        with self._lock:
+            if self._closed:
+                failed = True
+            elif self._backlog is None and self._fd is not None:
+                failed = False
+                try:
+                    written = os.write(self._fd, data)
+                except BlockingIOError:
+                    written = 0
+                except OSError:  # the worker is gone: the reader restarts it
+                    written, failed = -1, True
+                    self._fd = None
+                if written == len(data) or failed:
+                    pass
+                else:  # the rest goes through the sender, and everything after it
+                    self._defer((job_id, data[written:]))
+            else:
+                failed = False
+                self._defer((job_id, data))
+        if failed:
+            self._lost([job_id])
+
+    def _defer(self, pending: _Pending) -> None:
+        # Called with the lock held.
+        if self._backlog is None:
+            self._backlog = collections.deque()
+        self._backlog.append(pending)
+        if self._sender is None:
+            self._sender = threading.Thread(
+                target=self._send_loop, name="dbroute-shadow-sender", daemon=True
+            )
+            self._sender.start()
+        self._wake.notify()
+
+    def _forget(self) -> None:
+        # In a forked child: the threads and the pipe belong to the parent.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._backlog = None
+        self._fd = None
+        self._process = None
+        self._reader = None
+        self._sender = None
+
+    # --- the sender --------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._backlog and not self._closed:
+                    self._backlog = None  # idle again: callers write themselves
+                    self._wake.wait()
+                if not self._backlog:
+                    return  # closed
+                job_id, data = self._backlog.popleft()
+                fd = self._fd
+            if fd is None:
+                fd = self._start()
+            if fd is None or not _write_blocking(fd, data):
+                self._lost(None if job_id < 0 else [job_id])
+
+    def _start(self) -> int | None:
+        wait = self._started_at + RESTART_INTERVAL - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        if self._closed:
+            return None
+        self._started_at = time.monotonic()
+        try:
+            process = self._spawn()
+        except Exception:
+            log.exception("shadow reads: could not start the worker process")
+            return None
+        assert process.stdin is not None
+        fd = process.stdin.fileno()
+        with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+        os.set_blocking(fd, False)
+        with self._lock:
+            self._process, self._fd = process, fd
+        return fd
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        process = subprocess.Popen(
+            [self._python, "-m", "dbroute.shadow.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        assert process.stdin is not None
+        process.stdin.write(frame(self._config))
+        process.stdin.flush()
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(process,), name="dbroute-shadow-reader", daemon=True
+        )
+        self._reader.start()
+        return process
+
+    # --- the reader --------------------------------------------------------------
+
+    def _read_loop(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        while True:
+            try:
+                more, batch = read_frame(process.stdout)
+            except Exception:  # a truncated or foreign frame: treat as a dead worker
+                log.exception("shadow reads: unreadable message from the worker process")
+                more = False
+            if not more:
+                break
+            try:
+                self._deliver(batch)
+            except Exception:  # reporting must not kill the reader
+                log.exception("shadow reads: could not report shadow results")
+        code = process.wait()
+        with self._lock:
+            if self._process is process:
+                self._fd = None  # the next job starts a new worker
+        if not self._closed:
+            log.error("shadow reads: the worker process exited (code %s); restarting it", code)
+            self._lost(None)
+
+    # --- shutdown ----------------------------------------------------------------
+
+    def close(self, timeout: float) -> None:
+        """Stop the worker: queued jobs are discarded, running shadows cancelled.
+
+        Closing the worker's stdin is the stop signal (a frame cut short by it
+        is discarded there); the caller counts every job left unanswered.
+        """
+        with self._wake:
+            if self._closed:
+                return
+            self._closed = True
+            if self._backlog:
+                self._backlog.clear()
+            self._wake.notify()
+            sender, process = self._sender, self._process
+        if sender is not None:
+            sender.join(timeout)
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("shadow reads: worker still busy after %.1fs at shutdown; killed", timeout)
+            process.kill()
+            process.wait()
+        if self._reader is not None:  # every result the worker sent is delivered
+            self._reader.join(timeout)
+
+
+def _write_blocking(fd: int, data: bytes) -> bool:
+    """Write all of ``data`` to the non-blocking ``fd``, waiting; ``False`` if the pipe broke."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+        except (OSError, ValueError):  # closed under us: the worker is gone or stopping
+            return False
+    return True

@@ -1,0 +1,205 @@
+"""The shadow worker process: outside the application, replaced when it dies, gone with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import text
+
+from dbroute import Target
+from dbroute.shadow.process import RESTART_INTERVAL
+
+from .shadow_helpers import on, worker_pids
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def read(router, sql="select id, name from items order by id", **params):
+    with router.session("user-1") as session:
+        return session.execute(text(sql), params).all()
+
+
+def wait_for(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def running_on_rds(router, pattern: str) -> bool:
+    with router.engine(Target.RDS).connect() as conn:
+        sql = "select count(*) from pg_stat_activity where query like :p and state = 'active'"
+        return bool(conn.execute(text(sql), {"p": pattern}).scalar())
+
+
+def wait_gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True  # exited, not yet reaped
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_shadows_run_in_a_worker_process_without_secrets_on_its_command_line(shadow_router):
+    router = shadow_router()
+    assert worker_pids() == []  # started on the first sampled read, not before
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    (pid,) = worker_pids()
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        command = cmdline.read()
+    password = router.settings.url(Target.NEON).password
+    assert not password or str(password).encode() not in command
+    assert router.shadow_report().compared == 1
+    router.dispose()
+    assert wait_gone(pid)
+
+
+def test_a_killed_worker_loses_only_its_jobs_counted_and_is_replaced(shadow_router):
+    router = shadow_router(shadow_statement_timeout=30)
+    on(router, Target.NEON, "create view slow as select id from items")
+    on(router, Target.RDS, "create view slow as select id from items, (select pg_sleep(30)) s")
+    assert len(read(router, "select id from slow order by id")) == 20  # its shadow hangs
+    assert wait_for(lambda: running_on_rds(router, "fetch % from dbroute_shadow%"))
+    (pid,) = worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    assert router.shadow_flush(30)  # the hanging job is accounted for, not waited on forever
+    report = router.shadow_report()
+    assert (report.dropped, report.compared) == (1, 0)
+    time.sleep(RESTART_INTERVAL)
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    assert router.shadow_report().compared == 1
+    (new_pid,) = worker_pids()
+    assert new_pid != pid
+
+
+def test_a_result_larger_than_the_pipe_goes_through(shadow_router):
+    router = shadow_router()
+    sql = "select g, repeat('x', 2000) from generate_series(1, 2000) g order by g"
+    rows = read(router, sql)  # ~4 MB of cells: more than the pipe holds at once
+    assert len(rows) == 2000
+    assert len(read(router)) == 20  # queued behind it, in order
+    assert router.shadow_flush(60)
+    report = router.shadow_report()
+    assert (report.compared, report.mismatched, report.errors) == (2, 0, 0)
+
+
+class Unpicklable(str):
+    """A value psycopg can send (it is a str) but pickle refuses."""
+
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+
+def test_parameters_that_cannot_cross_processes_are_skipped_and_counted(shadow_router):
+    router = shadow_router()
+    rows = read(router, "select id from items where name = :name", name=Unpicklable("item-3"))
+    assert [tuple(r) for r in rows] == [(3,)]
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert report.skipped == {"unsupported_parameters": 1}
+    assert report.compared == 0
+
+
+_APP = r"""
+import sys, time
+from sqlalchemy import text
+from dbroute import Router, RoutingSettings
+router = Router(RoutingSettings(neon_url=sys.argv[1], rds_url=sys.argv[2], shadow_read_percent=100))
+with router.session("k") as session:
+    session.execute(text("select 1")).all()
+router.shadow_flush(30)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_worker_exits_when_its_application_dies(dbroute_databases):
+    app = subprocess.Popen(
+        [sys.executable, "-c", _APP, dbroute_databases.neon_url, dbroute_databases.rds_url],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert app.stdout is not None
+        assert app.stdout.readline().strip() == b"ready"
+        workers = [
+            pid
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if _parent(pid) == app.pid
+        ]
+        assert len(workers) == 1
+        app.kill()  # no shutdown code runs
+        app.wait()
+        assert wait_gone(workers[0])
+    finally:
+        app.kill()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def test_a_forked_child_starts_its_own_worker(shadow_router):
+    router = shadow_router()
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            for target in Target:  # the parent's pooled connections are not ours
+                router.engine(target).dispose(close=False)
+            ok = len(read(router)) == 20 and router.shadow_flush(30)
+            code = 0 if ok and router.shadow_report().compared == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's worker is untouched by the child's.
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    assert router.shadow_report().compared == 2
+
+
+def test_decoding_matches_psycopg_for_what_the_app_saw(shadow_router):
+    """A read the caller decoded with its own psycopg loaders matches in the worker."""
+    router = shadow_router()
+    sql = (
+        "select 1.50::numeric as n, '2024-01-01 12:00+02'::timestamptz as t, "
+        "'{\"a\": [1, 2]}'::jsonb as j, array[1, null, 3] as a, null::int as z"
+    )
+    rows = read(router, sql)
+    assert rows[0].j == {"a": [1, 2]}
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert (report.compared, report.mismatched, report.errors) == (1, 0, 0)
+
+
+def test_the_worker_interpreter_can_be_chosen(shadow_router, tmp_path):
+    """DBROUTE_SHADOW_PYTHON: for servers (uWSGI...) whose sys.executable is not Python."""
+    marker = tmp_path / "started"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\ntouch "{marker}"\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    router = shadow_router(shadow_python=str(python))
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    assert marker.exists()
+    assert router.shadow_report().compared == 1
