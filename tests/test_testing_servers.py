@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import glob
+import os
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -96,3 +101,45 @@ def test_a_server_that_cannot_start_says_why_and_leaves_nothing(
         pass
     assert "shared_buffers" in str(info.value)  # the server log's reason is quoted
     assert glob.glob(pattern) == []
+
+
+_KILLED_HARNESS = """
+import sys
+from dbroute.testing import start_server_pair
+with start_server_pair(allow_pgserver=False) as pair:
+    for server in (pair.neon, pair.rds):
+        print(server.url, server._data_dir.parent, flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.skipif(find_bin_dir() is None, reason="needs local PostgreSQL binaries")
+def test_a_killed_test_process_leaves_no_server_behind() -> None:
+    """SIGKILL runs no cleanup code: the watchdog stops the servers and removes their files."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DBROUTE_TEST")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_HARNESS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=environment,
+    )
+    assert process.stdout is not None
+    servers = [process.stdout.readline().decode().split() for _ in range(2)]
+    assert all(_answers(url) and Path(root).is_dir() for url, root in servers)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        _answers(url) or Path(root).exists() for url, root in servers
+    ):
+        time.sleep(0.2)
+    assert not any(_answers(url) for url, _ in servers)
+    assert not any(Path(root).exists() for _, root in servers)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=1):
+            return True
+    except psycopg.OperationalError:
+        return False

@@ -20,6 +20,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -278,11 +279,38 @@ def _from_local_binaries(stack: contextlib.ExitStack) -> ServerPair | None:
 @contextlib.contextmanager
 def _local_server(name: str, bin_dir: Path) -> Iterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix=f"dbroute-{name}-"))
+    watchdog = _watchdog(bin_dir, root)
     try:
         with _started_local_server(name, bin_dir, root) as server:
             yield server
     finally:
+        watchdog.kill()  # a normal exit: the server is stopped below, by us
+        watchdog.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Runs beside the tests; its stdin is a pipe from them. When it closes without a
+# normal exit (SIGTERM, SIGKILL, a crash: no ``finally`` runs), it stops the
+# server and removes its directory, so no postgres is left behind.
+_WATCHDOG = """
+import shutil, subprocess, sys
+sys.stdin.buffer.read()
+subprocess.run(sys.argv[2:], capture_output=True, check=False)
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+"""
+
+
+def _watchdog(bin_dir: Path, root: Path) -> subprocess.Popen[bytes]:
+    stop = [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]
+    if os.geteuid() == 0:
+        stop = _as_postgres_user(stop)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(root), *stop],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C meant for the tests must not kill it first
+    )
 
 
 @contextlib.contextmanager
