@@ -7,8 +7,26 @@ captured table (trigger, collect, mirror to the secondary, confirm).
 
     python benchmarks/bench_dualwrite.py [--rounds 7] [--block 200] [--seconds 3]
 
-Prints median latencies, the ratio (goal <= 2.2x) and throughput under 8
-concurrent writers. The machine is shared and noisy: run it 2-3 times.
+Prints median latencies, the ratio (goal <= 2.2x), the client CPU per commit
+(``time.thread_time``: less sensitive to other load than wall time) and
+throughput under 8 concurrent writers. Three *floors*, measured in the same
+rounds, show what any dual-write must pay on this machine: the plain commit
+plus one round trip to the secondary (``select 1``); plus the two round trips
+a mirror needs (one per database), with no work at all; and plus the least a
+row-based mirror does (read the row by key in the writer's transaction,
+insert it durably on the secondary: no journal, intents or conflict check).
+
+Read the ratio with the machine in mind. Here the app and both servers share
+the CPUs, so every round trip wakes a sleeping process and the two extra
+ones cost far more than on a network with servers of their own; and on a
+busy machine the plain commit gets *faster* (no idle CPU to wake) while
+dual-write's extra CPU competes with the load, so the ratio rises (4-5x).
+Three runs on a 2-vCPU machine with little other load (November 2026): plain 0.61-0.65 ms,
+dual-write 1.44-1.47 ms, ratio median 2.36x (spread 2.27-2.38x); floors
+1.19-1.21x (one round trip), 1.38-1.40x (two), 1.96-2.12x (copy the row);
+8 writers 0.55-0.60 of plain throughput. Before the tuning described in
+docs/dual-write.md#cost, interleaved runs gave 2.57x (2.51-2.72x) and
+0.40-0.45. The machine is shared and noisy: run it 2-3 times.
 """
 
 from __future__ import annotations
@@ -17,12 +35,21 @@ import argparse
 import statistics
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
+import psycopg
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from dbroute import Router, RoutingSettings
 from dbroute.target import Target
-from dbroute.testing import create_database_pair, drop_database_pair, start_server_pair
+from dbroute.testing import (
+    create_database_pair,
+    drop_database_pair,
+    libpq_url,
+    start_server_pair,
+)
 
 DDL = """
 create table bench_plain (id bigserial primary key, payload text not null);
@@ -31,19 +58,24 @@ create table bench_captured (id bigserial primary key, payload text not null);
 """
 
 
-def insert_commit(router: Router, table: str) -> None:
+def insert_commit(
+    router: Router, table: str, extra: Callable[[Session], object] | None = None
+) -> None:
     with router.session("bench") as session, session.begin():
         session.execute(text(f"insert into {table} (payload) values ('x')"))
+        if extra is not None:
+            extra(session)
 
 
-def block_latency(router: Router, table: str, n: int) -> float:
-    """Median seconds of ``n`` single-row insert+commit transactions."""
+def block_latency(run: Callable[[], None], n: int) -> tuple[float, float]:
+    """Median seconds and mean client CPU seconds of ``n`` calls of ``run``."""
     samples = []
+    cpu = time.thread_time()
     for _ in range(n):
         start = time.perf_counter()
-        insert_commit(router, table)
+        run()
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return statistics.median(samples), (time.thread_time() - cpu) / n
 
 
 def throughput(router: Router, table: str, writers: int, seconds: float) -> float:
@@ -79,26 +111,63 @@ def main() -> None:
             with (
                 Router(RoutingSettings(**urls)) as plain,
                 Router(RoutingSettings(**urls, dual_write=True)) as dual,
+                # The floors' extra round trips: autocommit, nothing to do.
+                psycopg.connect(libpq_url(databases.rds_url), autocommit=True) as rds,
+                psycopg.connect(libpq_url(databases.neon_url), autocommit=True) as neon,
             ):
                 for target in Target:
                     with plain.engine(target).begin() as conn:
                         conn.exec_driver_sql(DDL)
                 plain.setup(exclude=["bench_plain"])
-                for router, table in ((plain, "bench_plain"), (dual, "bench_dw")):
-                    block_latency(router, table, 100)  # warm pools and caches
-                ratios, plain_ms, dual_ms, capture_ms = [], [], [], []
-                for _ in range(args.rounds):
-                    base = block_latency(plain, "bench_plain", args.block)
+                assert dual.target_for("bench") is Target.NEON  # the floors assume it
+
+                rds.execute("set synchronous_commit = on")  # as dbroute.apply() commits
+
+                def one_trip(session: Session) -> None:
+                    rds.execute("select 1").fetchone()
+
+                def two_trips(session: Session) -> None:
+                    neon.execute("select 1").fetchone()
+                    rds.execute("select 1").fetchone()
+
+                def copy_row(session: Session) -> None:
+                    # The least a row-based mirror does: read the row in the writer's
+                    # transaction, write it durably to the secondary. No journal.
+                    # Straight on the driver connections, as dual-write does.
+                    driver: Any = session.connection().connection.driver_connection
+                    row = driver.execute(
+                        "select id, payload from bench_plain where id = lastval()"
+                    ).fetchone()
+                    rds.execute("insert into bench_plain (id, payload) values (%s, %s)", row)
+
+                variants: dict[str, Callable[[], None]] = {
+                    "plain session": lambda: insert_commit(plain, "bench_plain"),
                     # Capture alone: a plain session on a captured table (trigger only).
-                    capture_ms.append(block_latency(plain, "bench_captured", args.block) * 1000)
-                    cand = block_latency(dual, "bench_dw", args.block)
-                    plain_ms.append(base * 1000)
-                    dual_ms.append(cand * 1000)
-                    ratios.append(cand / base)
+                    "capture only": lambda: insert_commit(plain, "bench_captured"),
+                    "floor: +1 round trip": lambda: insert_commit(plain, "bench_plain", one_trip),
+                    "floor: +2 round trips": lambda: insert_commit(plain, "bench_plain", two_trips),
+                    "floor: copy the row": lambda: insert_commit(plain, "bench_plain", copy_row),
+                    "dual-write": lambda: insert_commit(dual, "bench_dw"),
+                }
+                for run in variants.values():
+                    block_latency(run, 100)  # warm pools and caches
+                wall: dict[str, list[float]] = {name: [] for name in variants}
+                cpu: dict[str, list[float]] = {name: [] for name in variants}
+                for _ in range(args.rounds):
+                    for name, run in variants.items():
+                        median, mean_cpu = block_latency(run, args.block)
+                        wall[name].append(median * 1000)
+                        cpu[name].append(mean_cpu * 1000)
+                base = wall["plain session"]
                 print(f"single-row insert+commit, {args.rounds} rounds x {args.block}:")
-                print(f"  plain session     median {statistics.median(plain_ms):.3f} ms")
-                print(f"  capture only      median {statistics.median(capture_ms):.3f} ms")
-                print(f"  dual-write        median {statistics.median(dual_ms):.3f} ms")
+                for name in variants:
+                    ratios = [w / b for w, b in zip(wall[name], base, strict=True)]
+                    print(
+                        f"  {name:22s} median {statistics.median(wall[name]):.3f} ms "
+                        f"({statistics.median(ratios):.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x)"
+                        f"  client CPU {statistics.median(cpu[name]):.3f} ms"
+                    )
+                ratios = [w / b for w, b in zip(wall["dual-write"], base, strict=True)]
                 print(
                     f"  ratio             median {statistics.median(ratios):.2f}x "
                     f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x; goal <= 2.2x)"

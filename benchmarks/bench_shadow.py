@@ -127,7 +127,7 @@ def pin_shadow_workers(cpus: set[int]) -> int:
     for pid in _children(os.getpid()):
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
             if b"dbroute.shadow.worker" in cmdline.read():
-                for thread in os.listdir(f"/proc/{pid}/task"):  # every thread, not just the main one
+                for thread in os.listdir(f"/proc/{pid}/task"):  # all threads
                     os.sched_setaffinity(int(thread), cpus)
                 workers += 1
     return workers

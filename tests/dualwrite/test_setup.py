@@ -124,3 +124,29 @@ def test_cli_commands(dual_router, dbroute_databases, monkeypatch):
     result = runner.invoke(main, ["teardown"])
     assert result.exit_code == 0, result.output
     assert _triggers(dual_router, Target.RDS) == 0
+
+
+# What an earlier dbroute setup installed: collect() returning jsonb, one xid index.
+_PREVIOUS_INSTALL = """
+drop function dbroute.collect(integer);
+create function dbroute.collect(max_rows integer default null) returns jsonb
+language sql as $$ select '[]'::jsonb $$;
+create index journal_xid on dbroute.journal (xid);
+"""
+
+
+def test_setup_upgrades_an_earlier_installation(dual_router):
+    for target in Target:
+        with dual_router.engine(target).begin() as conn:
+            conn.exec_driver_sql(_PREVIOUS_INSTALL)
+    dual_router.setup()
+    for target in Target:
+        with dual_router.engine(target).connect() as conn:
+            indexes = conn.execute(
+                text("select indexname from pg_indexes where tablename = 'journal' order by 1")
+            ).scalars()
+            assert list(indexes) == ["journal_change_xid", "journal_intent_xid", "journal_pkey"]
+    write(dual_router, "u", "insert into kv values (1, 1)")
+    with dual_router.engine(Target.RDS).connect() as conn:
+        assert conn.execute(text("select v from kv where k = 1")).scalar_one() == 1
+    assert_converged(dual_router)

@@ -104,16 +104,8 @@ class Changes:
         return self.rows > 0
 
 
-# Text in, text out: the images go to the secondary as they came, unparsed.
-_COLLECT = """
-select case when jsonb_typeof(c) = 'array' then c::text end,
-       case when jsonb_typeof(c) = 'array'
-            then (select count(*) from jsonb_array_elements(c) g,
-                                       jsonb_array_elements(g->'keys'))::int
-            else (c->>'journaled')::int end,
-       pg_current_xact_id_if_assigned()::text
-from dbroute.collect(%s) c
-"""
+# Text out: the images go to the secondary as they came, unparsed.
+_COLLECT = "select * from dbroute.collect(%s::integer)"
 
 
 def collect(connection: Connection, max_rows: int | None = None) -> Changes:

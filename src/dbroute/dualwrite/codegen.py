@@ -9,7 +9,9 @@ all, so they always match the current schema.
 
 Per table ``n``: ``dw_capture_n`` (the capture trigger), ``dw_images_n``
 (row images of keys), ``dw_delete_n`` and ``dw_upsert_n`` (applying them).
-Dispatchers: ``dbroute.images(groups)`` and ``dbroute.apply(payload, ...)``.
+Dispatchers: ``dbroute.collect(max_rows)`` (the commit path on the primary:
+take the transaction's keys, return their images in one statement),
+``dbroute.images(groups)`` (replay) and ``dbroute.apply(payload, ...)``.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from dbroute.sql import ident, literal
 
 __all__ = ["dispatchers_sql", "table_functions_sql"]
 
-_NOT_SET_UP = """raise exception using errcode = 'DBR02',
+
+def _not_set_up(grp: str) -> str:
+    return f"""raise exception using errcode = 'DBR02',
                 message = format('dbroute: table %I.%I is not set up for dual-write',
-                                 g.grp->>'schema', g.grp->>'table'),
+                                 {grp}->>'schema', {grp}->>'table'),
                 hint = 'run the same migrations on both databases, then `dbroute setup`';"""
 
 
-def _key_condition(table: CapturedTable) -> str:
-    """``t.pk1 = (k.v->>0)::type1 and ...``: a table row ``t`` against a JSON key ``k.v``."""
+def _key_condition(table: CapturedTable, key: str = "k.v") -> str:
+    """``t.pk1 = (k.v->>0)::type1 and ...``: a table row ``t`` against a JSON key ``key``."""
     return " and ".join(
-        f"t.{ident(column)} = (k.v->>{i})::{type_}"
+        f"t.{ident(column)} = ({key}->>{i})::{type_}"
         for i, (column, type_) in enumerate(zip(table.pk_columns, table.pk_types, strict=True))
     )
 
@@ -66,8 +70,12 @@ end $fn$;
 
 def _images(table: CapturedTable, n: int) -> str:
     first = f"t.{ident(table.pk_columns[0])}"
+    # One primary-key probe per key (LATERAL ... LIMIT 1 is never flattened into
+    # a join): a plain join lets the planner hash-join a seq scan of the whole
+    # table, whose cost grows with the table, on every commit.
     return f"""
 create function dbroute.dw_images_{n}(keys jsonb) returns jsonb language plpgsql as $fn$
+#variable_conflict use_variable
 begin
     return (
         select jsonb_build_object(
@@ -75,20 +83,27 @@ begin
             'rows', coalesce(jsonb_agg(to_jsonb(t)) filter (where {first} is not null), '[]'),
             'gone', coalesce(jsonb_agg(k.v) filter (where {first} is null), '[]'))
         from jsonb_array_elements(keys) k(v)
-        left join {table.qualified} t on {_key_condition(table)});
+        left join lateral (select * from {table.qualified} t
+                           where {_key_condition(table)} limit 1) t on true);
 end $fn$;
 """
 
 
 def _delete(table: CapturedTable, n: int) -> str:
+    # One primary-key delete per key, for the reason given in _images.
     return f"""
 create function dbroute.dw_delete_{n}(gone jsonb) returns integer language plpgsql as $fn$
+#variable_conflict use_variable
 declare
-    changed integer;
+    key jsonb;
+    one integer;
+    changed integer := 0;
 begin
-    delete from {table.qualified} t using jsonb_array_elements(gone) k(v)
-    where {_key_condition(table)};
-    get diagnostics changed = row_count;
+    for key in select value from jsonb_array_elements(gone) loop
+        delete from {table.qualified} t where {_key_condition(table, "key")};
+        get diagnostics one = row_count;
+        changed := changed + one;
+    end loop;
     return changed;
 end $fn$;
 """
@@ -96,6 +111,9 @@ end $fn$;
 
 def _upsert(table: CapturedTable, n: int) -> str:
     columns = ", ".join(ident(c) for c in table.columns)
+    # Every column reference qualified, the functions' variables preferred
+    # (#variable_conflict): a column may be named like a variable (rows, keys).
+    selected = ", ".join(f"r.{ident(c)}" for c in table.columns)
     keys = ", ".join(ident(c) for c in table.pk_columns)
     updates = ", ".join(
         f"{ident(c)} = excluded.{ident(c)}" for c in table.columns if c not in table.pk_columns
@@ -105,6 +123,7 @@ def _upsert(table: CapturedTable, n: int) -> str:
     expected = "array[" + ", ".join(literal(c) for c in table.all_columns) + "]"
     return f"""
 create function dbroute.dw_upsert_{n}(rows jsonb) returns integer language plpgsql as $fn$
+#variable_conflict use_variable
 declare
     changed integer;
     got text[] := array(select jsonb_object_keys(rows->0));
@@ -118,7 +137,7 @@ begin
             hint = 'run the migration on both databases, then `dbroute setup`';
     end if;
     insert into {table.qualified} as t ({columns}) overriding system value
-    select {columns} from jsonb_populate_recordset(null::{table.qualified}, rows)
+    select {selected} from jsonb_populate_recordset(null::{table.qualified}, rows) r
     on conflict ({keys}) do {action};
     get diagnostics changed = row_count;
     return changed;
@@ -131,14 +150,16 @@ def table_functions_sql(table: CapturedTable, n: int) -> str:
     return _capture(table, n) + _images(table, n) + _delete(table, n) + _upsert(table, n)
 
 
-def _dispatch(count: int, call: str) -> str:
-    """A CASE on ``g.ord`` calling ``call`` (with ``{n}``) for each table position."""
+def _dispatch(count: int, call: str, ord_: str = "g.ord", grp: str = "g.grp") -> str:
+    """A CASE on ``ord_`` calling ``call`` (with ``{n}`` and ``{grp}``) per table position."""
     if count == 0:
-        return _NOT_SET_UP
-    whens = "\n".join(f"            when {n} then {call.format(n=n)}" for n in range(count))
-    return f"""case g.ord
+        return _not_set_up(grp)
+    whens = "\n".join(
+        f"            when {n} then {call.format(n=n, grp=grp)}" for n in range(count)
+    )
+    return f"""case {ord_}
 {whens}
-            else {_NOT_SET_UP}
+            else {_not_set_up(grp)}
         end case;"""
 
 
@@ -146,16 +167,75 @@ _GROUPS = """
         select t.ord, x.value as grp from jsonb_array_elements({arg}) x
         left join dbroute.tables t
           on t.table_schema = x.value->>'schema' and t.table_name = x.value->>'table'
-        order by t.ord {direction}"""
+        order by t.ord"""
 
 
 def dispatchers_sql(tables: Sequence[CapturedTable]) -> str:
-    """``dbroute.images()`` and ``dbroute.apply()`` for the captured ``tables`` (in order)."""
+    """``dbroute.collect()``, ``images()`` and ``apply()`` for ``tables`` (in order)."""
     count = len(tables)
-    images = _dispatch(count, "part := dbroute.dw_images_{n}(g.grp->'keys');")
-    deletes = _dispatch(count, "changed := changed + dbroute.dw_delete_{n}(g.grp->'gone');")
-    upserts = _dispatch(count, "changed := changed + dbroute.dw_upsert_{n}(g.grp->'rows');")
+    images = _dispatch(count, "part := dbroute.dw_images_{n}({grp}->'keys');")
+    # apply walks the groups, fetched once in parents-first order, by index:
+    # backwards for deletes, forwards for upserts.
+    deletes = _dispatch(
+        count, "changed := changed + dbroute.dw_delete_{n}({grp}->'gone');", "ords[i]", "grps[i]"
+    )
+    upserts = _dispatch(
+        count, "changed := changed + dbroute.dw_upsert_{n}({grp}->'rows');", "ords[i]", "grps[i]"
+    )
     return f"""
+-- Before the writer commits: take this transaction's change entries out of the
+-- journal and return the row images to mirror (payload, as dbroute.images()
+-- builds it), the number of keys and the transaction id: one statement for
+-- the client, one pass over the entries. More than max_rows entries: leave
+-- them all in the journal (replay copies them in batches); payload is null.
+drop function if exists dbroute.collect(integer);
+create function dbroute.collect(max_rows integer default null,
+                                out payload text, out n_keys integer, out tx text)
+language plpgsql as $fn$
+declare
+    me xid8 := pg_current_xact_id_if_assigned();
+    g record;
+    part jsonb;
+    result jsonb := '[]';
+begin
+    n_keys := 0;
+    tx := me::text;
+    if me is null then  -- the transaction wrote nothing
+        payload := '[]';
+        return;
+    end if;
+    if max_rows is not null then
+        select count(*) into n_keys
+        from (select 1 from dbroute.journal where kind = 'change' and xid = me
+              limit max_rows + 1) capped;
+        if n_keys > max_rows then
+            select count(*) into n_keys from dbroute.journal where kind = 'change' and xid = me;
+            return;
+        end if;
+        n_keys := 0;
+    end if;
+    for g in
+        with taken as (
+            delete from dbroute.journal where kind = 'change' and xid = me
+            returning table_schema, table_name, pk
+        ), per_table as (
+            select table_schema, table_name, count(*)::integer as n,
+                   jsonb_build_object('schema', table_schema, 'table', table_name,
+                                      'keys', jsonb_agg(to_jsonb(pk))) as grp
+            from taken group by table_schema, table_name
+        )
+        select t.ord, p.n, p.grp from per_table p
+        left join dbroute.tables t
+          on t.table_schema = p.table_schema and t.table_name = p.table_name
+        order by t.ord
+    loop
+        {images}
+        result := result || jsonb_build_array(part);
+        n_keys := n_keys + g.n;
+    end loop;
+    payload := result::text;
+end $fn$;
+
 -- Row images of keys, read in the caller's transaction, parents first.
 -- groups: [{{"schema", "table", "keys": [[pk text...], ...]}}, ...]
 create or replace function dbroute.images(groups jsonb) returns jsonb
@@ -165,7 +245,7 @@ declare
     part jsonb;
     result jsonb := '[]';
 begin
-    for g in {_GROUPS.format(arg="groups", direction="")} loop
+    for g in {_GROUPS.format(arg="groups")} loop
         {images}
         result := result || jsonb_build_array(part);
     end loop;
@@ -186,7 +266,10 @@ create or replace function dbroute.apply(payload jsonb, origin_xid xid8 default 
                                          dedicated boolean default false)
 returns integer language plpgsql as $fn$
 declare
-    g record;
+    ords integer[];
+    grps jsonb[];
+    i integer;
+    done xid8;
     changed integer := 0;
     conflicts jsonb;
 begin
@@ -208,41 +291,57 @@ begin
             perform set_config('dbroute.replica_denied', 'on', false);
         end;
     end if;
-    if confirmed is not null then
-        delete from dbroute.journal where kind = 'intent' and xid = any(confirmed);
-    end if;
+    -- (No DISTINCT: collect's keys are unique; a duplicate would fail loudly.)
     if origin_xid is not null then
         insert into dbroute.journal as j (kind, table_schema, table_name, pk, xid)
-        select distinct 'intent', x->>'schema', x->>'table',
+        select 'intent', x->>'schema', x->>'table',
                array(select jsonb_array_elements_text(k)), origin_xid
         from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k
         on conflict (kind, table_schema, table_name, pk) do update
             set xid = excluded.xid, created_at = excluded.created_at;
     end if;
-    for g in {_GROUPS.format(arg="payload", direction="desc")} loop
-        if jsonb_array_length(g.grp->'gone') > 0 then
+    select array_agg(g.ord order by g.ord), array_agg(g.grp order by g.ord) into ords, grps
+    from ({_GROUPS.format(arg="payload")}) g;
+    for i in reverse coalesce(array_length(ords, 1), 0) .. 1 loop
+        if jsonb_array_length(grps[i]->'gone') > 0 then
             {deletes}
         end if;
     end loop;
-    for g in {_GROUPS.format(arg="payload", direction="")} loop
-        if jsonb_array_length(g.grp->'rows') > 0 then
+    for i in 1 .. coalesce(array_length(ords, 1), 0) loop
+        if jsonb_array_length(grps[i]->'rows') > 0 then
             {upserts}
         end if;
     end loop;
+    -- One primary-key probe per key (LATERAL ... LIMIT 1): a join would let the
+    -- planner scan the whole journal, a backlog of any size, on every mirror.
     if not force then
         select jsonb_agg(distinct jsonb_build_object('schema', j.table_schema,
                                                      'table', j.table_name, 'pk', to_jsonb(j.pk)))
         into conflicts
         from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k,
-             dbroute.journal j
-        where j.kind = 'change' and j.table_schema = x->>'schema'
-          and j.table_name = x->>'table' and j.pk = array(select jsonb_array_elements_text(k));
+             lateral (select * from dbroute.journal c
+                      where c.kind = 'change' and c.table_schema = x->>'schema'
+                        and c.table_name = x->>'table'
+                        and c.pk = array(select jsonb_array_elements_text(k))
+                      limit 1) j;
         if conflicts is not null then
             raise exception using errcode = 'DBR01',
                 message = 'dbroute: write conflict: both databases changed the same rows',
                 detail = conflicts::text;
         end if;
     end if;
+    -- Confirmations last, never waiting: an entry locked by someone else is
+    -- being rewritten by a newer writer of its key (then it is no longer this
+    -- xid's) or settled by replay. Taken first, or waiting, they would hold
+    -- other keys' entries while this mirror waits for its own: two mirrors can
+    -- deadlock that way. One xid at a time: `xid = any(array)` gets a generic
+    -- plan that walks the primary key's whole 'intent' prefix, dead entries too.
+    foreach done in array coalesce(confirmed, '{{}}') loop
+        delete from dbroute.journal
+        where ctid = any(array(select ctid from dbroute.journal
+                               where kind = 'intent' and xid = done
+                               for update skip locked));
+    end loop;
     return changed;
 end $fn$;
 """

@@ -26,44 +26,7 @@ begin
         hint = 'use DELETE, or truncate both databases after `dbroute teardown`';
 end $$;
 
--- Before the writer commits: take this transaction's change entries out of the
--- journal and return the row images to mirror (empty array: nothing changed).
--- More than max_rows entries: leave them all in the journal (replay copies
--- them in batches) and return {"journaled": count} instead.
-create or replace function dbroute.collect(max_rows integer default null) returns jsonb
-language plpgsql as $$
-declare
-    me xid8 := pg_current_xact_id_if_assigned();
-    groups jsonb;
-    too_many integer;
-begin
-    if me is null then
-        return '[]';
-    end if;
-    if max_rows is not null then
-        select count(*) into too_many
-        from (select 1 from dbroute.journal where kind = 'change' and xid = me
-              limit max_rows + 1) capped;
-        if too_many > max_rows then
-            return jsonb_build_object('journaled', (select count(*) from dbroute.journal
-                                                    where kind = 'change' and xid = me));
-        end if;
-    end if;
-    with taken as (
-        delete from dbroute.journal
-        where kind = 'change' and xid = me
-        returning table_schema, table_name, pk
-    )
-    select jsonb_agg(jsonb_build_object('schema', table_schema, 'table', table_name,
-                                        'keys', keys))
-    into groups
-    from (select table_schema, table_name, jsonb_agg(to_jsonb(pk)) as keys
-          from taken group by table_schema, table_name) per_table;
-    if groups is null then
-        return '[]';
-    end if;
-    return dbroute.images(groups);
-end $$;
+-- dbroute.collect() is generated with the other dispatchers (codegen.py).
 
 -- A failed mirror: put the keys back into the journal, in the writer's
 -- transaction (the transactional outbox).

@@ -57,7 +57,12 @@ create table if not exists {JOURNAL} (
     last_error   text,
     primary key (kind, table_schema, table_name, pk)
 );
-create index if not exists journal_xid on {JOURNAL} (xid);
+-- One index per kind: collect and confirmations look entries up by (kind, xid);
+-- a plain (xid) index let the planner walk the primary key's whole kind prefix,
+-- dead entries included, instead.
+create index if not exists journal_change_xid on {JOURNAL} (xid) where kind = 'change';
+create index if not exists journal_intent_xid on {JOURNAL} (xid) where kind = 'intent';
+drop index if exists {SCHEMA}.journal_xid;
 """
 
 
