@@ -233,3 +233,11 @@ def test_shadow_python_must_be_an_executable(env: pytest.MonkeyPatch, tmp_path: 
     assert "not an executable file" in str(error)
     env.setenv("DBROUTE_SHADOW_PYTHON", sys.executable)
     assert RoutingSettings().shadow_python == sys.executable
+
+
+def test_shadow_reads_are_refused_on_windows(env: pytest.MonkeyPatch) -> None:
+    env.setattr(sys, "platform", "win32")
+    env.setenv("DBROUTE_SHADOW_READ_PERCENT", "5")
+    assert "shadow reads need Linux or macOS" in str(config_error())
+    env.setenv("DBROUTE_SHADOW_READ_PERCENT", "0")
+    assert RoutingSettings().shadow_read_percent == 0

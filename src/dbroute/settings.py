@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -182,6 +183,11 @@ class RoutingSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> RoutingSettings:
+        if self.shadow_read_percent > 0 and sys.platform == "win32":
+            raise ValueError(
+                "DBROUTE_SHADOW_READ_PERCENT: shadow reads need Linux or macOS (their worker "
+                "process is fed through a non-blocking pipe); set it to 0 on Windows"
+            )
         both = self.force_rds & self.force_neon
         if both:
             raise ValueError(

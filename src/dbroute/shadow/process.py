@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import logging
 import os
 import select
@@ -45,7 +44,7 @@ log = logging.getLogger("dbroute.shadow")
 RESTART_INTERVAL = 1.0
 #: Pipe capacity asked for (Linux): a burst of reads fits without the sender's help.
 _PIPE_SIZE = 1 << 20
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_SETPIPE_SZ = 1031  # Linux's F_SETPIPE_SZ (fcntl exports it from Python 3.10 on Linux only)
 # So ``python -m dbroute.shadow.worker`` imports this very dbroute, whatever the sys.path.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -84,7 +83,8 @@ class WorkerProcess:
             if worker is not None:
                 worker._forget()
 
-        os.register_at_fork(after_in_child=forget_in_child)
+        if hasattr(os, "register_at_fork"):  # POSIX
+            os.register_at_fork(after_in_child=forget_in_child)
 
     def send(self, job_id: int, data: bytes) -> None:
         """Send one framed job; never blocks (the caller bounds what is in flight)."""
@@ -164,6 +164,8 @@ class WorkerProcess:
         assert process.stdin is not None
         fd = process.stdin.fileno()
         with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
+            import fcntl  # POSIX: the settings refuse shadow reads elsewhere
+
             fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
         os.set_blocking(fd, False)
         with self._lock:
