@@ -30,7 +30,7 @@ def test_status_human_and_json(cli):
         "connect latency",
         "server version",
         "journal backlog",
-        "sequences behind keys",
+        "sequences without room",
         "last validation",
     ):
         assert expected in result.output
@@ -42,6 +42,7 @@ def test_status_human_and_json(cli):
     zero = {"settled": 0, "total": 0}
     assert data["journal_backlog"] == {"neon": zero, "rds": zero}
     assert data["last_validation"] is None
+    assert data["sequences_without_room"] == {"neon": [], "rds": []}
 
 
 def test_advance_is_a_dry_run_by_default(cli, control):

@@ -149,3 +149,32 @@ def test_cli_headroom_and_sequence_window(control, dbroute_databases, monkeypatc
     assert checks["sequences:rds"]["ok"]
     bad = cli.invoke(main, ["sequences", "sync", "--from", "neon", "--headroom", "-1"])
     assert bad.exit_code == 2
+
+
+def without_room(control) -> dict[Target, list[str] | str]:
+    status = control.status()
+    return {
+        t: v if isinstance(v, str) else [b.sequence for b in v]
+        for t, v in status.sequences_without_room.items()
+    }
+
+
+def test_status_shows_the_rule_the_check_applies(control):
+    """`dbroute status` counts what the sequences check would refuse, nothing else."""
+    copied_pair(control)
+    assert without_room(control) == {Target.NEON: [], Target.RDS: []}
+    # A key far beyond the window is no threat (the old "behind the max key" rule said it was).
+    run(control, Target.NEON, "insert into items values (50000000, 'far')")
+    assert without_room(control) == {Target.NEON: [], Target.RDS: []}
+    # A key inside Neon's next values is.
+    run(control, Target.NEON, "insert into items values (150, 'near')")
+    assert without_room(control) == {Target.NEON: ["public.items_id_seq"], Target.RDS: []}
+    detail = control.status().sequences_without_room[Target.NEON][0].detail
+    assert "key 150 of public.items.id" in detail
+    # In ramp both generate keys: RDS's window must also be apart from Neon's.
+    run(control, Target.NEON, "delete from items where id = 150")
+    force_phase(control, Phase.DUAL_WRITE)
+    force_phase(control, Phase.RAMP, 50)
+    status = without_room(control)
+    assert status[Target.RDS] == ["public.items_id_seq"]
+    assert "overlap" in control.status().sequences_without_room[Target.RDS][0].detail

@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import socket
 from collections.abc import Callable, Collection
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -35,8 +36,8 @@ from dbroute.phases.checks import (
     run_checks,
 )
 from dbroute.phases.health import Health, admin_engine, check_health, describe_error
-from dbroute.phases.model import Direction, Phase, Transition, check_transition
-from dbroute.phases.sequences import SequenceState, lagging_sequences
+from dbroute.phases.model import Direction, Phase, Transition, check_transition, rules
+from dbroute.phases.sequences import DEFAULT_WINDOW, Blocker, blocked_sequences
 from dbroute.phases.store import HistoryEntry, StoredPhase, StoreReading, read_current, write_phase
 from dbroute.phases.store import read_history as _read_history
 from dbroute.settings import RoutingSettings
@@ -65,7 +66,9 @@ class Status:
     health: dict[Target, Health]
     backlog: dict[Target, Backlog | str]
     validation: ValidationRecord | str | None
-    lagging_sequences: dict[Target, list[SequenceState] | str]
+    #: Per database: the sequences whose next values are not free, by the rule
+    #: of the ``sequences:<db>`` check for the stored phase (or why not read).
+    sequences_without_room: dict[Target, list[Blocker] | str]
     history: list[HistoryEntry] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,21 +102,16 @@ class Status:
                 for t, b in self.backlog.items()
             },
             "last_validation": validation,
-            "lagging_sequences": {
+            "sequences_without_room": {
                 t.value: (
-                    seqs
-                    if isinstance(seqs, str)
+                    blocked
+                    if isinstance(blocked, str)
                     else [
-                        {
-                            "sequence": s.sequence,
-                            "column": s.column,
-                            "next_value": s.next_value,
-                            "max_key": s.max_key,
-                        }
-                        for s in seqs
+                        {"sequence": b.sequence, "detail": b.detail, "needs_replay": b.needs_replay}
+                        for b in blocked
                     ]
                 )
-                for t, seqs in self.lagging_sequences.items()
+                for t, blocked in self.sequences_without_room.items()
             },
             "history": [
                 {
@@ -168,14 +166,16 @@ class PhaseControl:
     def status(self, history: int = 5) -> Status:
         """Phase, health, backlog, last validation and sequence state of both databases."""
         health = {t: check_health(t, e) for t, e in self.engines.items()}
+        reading = self.current()
+        reachable = [t for t in Target if health[t].reachable]
         backlog: dict[Target, Backlog | str] = {}
-        sequences: dict[Target, list[SequenceState] | str] = {}
+        sequences: dict[Target, list[Blocker] | str] = {}
         for target, engine in self.engines.items():
-            if not health[target].reachable:
+            if target not in reachable:
                 backlog[target] = sequences[target] = "unreachable"
                 continue
             backlog[target] = _or_error(journal_backlog, engine)
-            sequences[target] = _or_error(_lagging, engine)
+            sequences[target] = self._without_room(target, reading.current.phase, reachable)
         validation: ValidationRecord | str | None
         try:
             validation = latest_validation(self.engines)
@@ -191,9 +191,25 @@ class PhaseControl:
                 break
             except SQLAlchemyError:  # gone since the health check: the other copy has it too
                 continue
-        return Status(
-            self.current(), self.settings.phase, health, backlog, validation, sequences, entries
-        )
+        return Status(reading, self.settings.phase, health, backlog, validation, sequences, entries)
+
+    def _without_room(
+        self, target: Target, phase: Phase, reachable: Collection[Target]
+    ) -> list[Blocker] | str:
+        # The sequences:<db> check's rule, for the phase in force: the other
+        # database's keys count when it mirrors here; windows must be apart when
+        # both are primaries.
+        phase_rules = rules(phase)
+        read = [target]
+        if phase_rules.dual_write and target.other in reachable:
+            read.append(target.other)
+        overlap = len(phase_rules.primaries) == 2 and target is Target.RDS
+        try:
+            with ExitStack() as stack:
+                conns = {t: stack.enter_context(self.engines[t].connect()) for t in read}
+                return blocked_sequences(conns, target, DEFAULT_WINDOW, overlap=overlap)
+        except Exception as exc:  # status shows what it could not read instead of failing whole
+            return f"error: {describe_error(exc)}"
 
     def plan(
         self,
@@ -242,11 +258,6 @@ class PhaseControl:
         """Close the admin engines (use ``contextlib.closing(PhaseControl(...))``)."""
         for engine in self.engines.values():
             engine.dispose()
-
-
-def _lagging(engine: Engine) -> list[SequenceState]:
-    with engine.connect() as conn:
-        return lagging_sequences(conn)
 
 
 def _or_error(read: Callable[[Engine], T], engine: Engine) -> T | str:

@@ -58,13 +58,17 @@ def print_status(console: Console, status: Status) -> None:
     )
     table.add_row("journal backlog", *(str(status.backlog[t]) for t in status.health))
     table.add_row(
-        "sequences behind keys",
+        "sequences without room",
         *(
             v if isinstance(v, str) else (_yes(True, "none") if not v else f"[red]{len(v)}")
-            for v in (status.lagging_sequences[t] for t in status.health)
+            for v in (status.sequences_without_room[t] for t in status.health)
         ),
     )
     console.print(table)
+    for target, blocked in status.sequences_without_room.items():
+        if not isinstance(blocked, str):
+            for blocker in blocked[:5]:
+                console.print(f"[red]{target.value}[/]: {blocker.detail}")
     validation = status.validation
     if validation is None or isinstance(validation, str):
         console.print(f"last validation: {validation or 'none recorded'}")

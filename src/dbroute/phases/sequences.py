@@ -29,14 +29,11 @@ __all__ = [
     "SUGGESTED_HEADROOM",
     "Blocker",
     "OwnedSequence",
-    "SequenceState",
     "Window",
     "blocked_sequences",
     "first_key_in",
-    "lagging_sequences",
     "next_window",
     "owned_sequences",
-    "sequence_states",
 ]
 
 #: How many generated values ahead each sequence must find free. A million
@@ -242,49 +239,3 @@ def _blocker(
             f"{target.other.value}'s next {size} {their_window}",
         )
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class SequenceState:
-    """One sequence and the column it feeds (what ``dbroute status`` shows)."""
-
-    sequence: str
-    column: str
-    next_value: int
-    max_key: int | None
-    increment: int
-
-    @property
-    def synced(self) -> bool:
-        """Whether the next generated value cannot collide with an existing key."""
-        if self.max_key is None:
-            return True
-        if self.increment < 0:
-            # Descending sequences hand out ever smaller values.
-            return self.next_value < self.max_key
-        return self.next_value > self.max_key
-
-
-def sequence_states(conn: Connection) -> list[SequenceState]:
-    """Every owned sequence of user schemas with its column's extreme key."""
-    states = []
-    for seq in owned_sequences(conn):
-        extreme = "min" if seq.increment < 0 else "max"
-        key = conn.execute(
-            text(f"select {extreme}({ident(seq.column_name)}) from {seq.table}")
-        ).scalar_one()
-        states.append(
-            SequenceState(
-                sequence=seq.sequence,
-                column=seq.column,
-                next_value=seq.next_value,
-                max_key=None if key is None else int(key),
-                increment=seq.increment,
-            )
-        )
-    return states
-
-
-def lagging_sequences(conn: Connection) -> list[SequenceState]:
-    """The sequences whose next value would collide with an existing key."""
-    return [state for state in sequence_states(conn) if not state.synced]
