@@ -203,3 +203,40 @@ def test_the_worker_interpreter_can_be_chosen(shadow_router, tmp_path):
     assert router.shadow_flush(30)
     assert marker.exists()
     assert router.shadow_report().compared == 1
+
+
+_INTERRUPTED_APP = r"""
+import os, signal, sys, time
+from sqlalchemy import text
+from dbroute import Router, RoutingSettings
+router = Router(RoutingSettings(neon_url=sys.argv[1], rds_url=sys.argv[2], shadow_read_percent=100))
+def read():
+    with router.session("k") as session:
+        session.execute(text("select 1")).all()
+    return router.shadow_flush(30)
+read()
+try:
+    os.killpg(os.getpgid(0), signal.SIGINT)  # what Ctrl-C in a terminal does
+    time.sleep(5)
+except KeyboardInterrupt:
+    pass
+ok = read() and router.shadow_report().compared == 2 and router.shadow_report().dropped == 0
+print("ok" if ok else f"not ok: {router.shadow_report()}", flush=True)
+router.dispose()
+"""
+
+
+def test_ctrl_c_is_the_applications_to_handle(dbroute_databases):
+    app = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _INTERRUPTED_APP,
+            dbroute_databases.neon_url,
+            dbroute_databases.rds_url,
+        ],
+        capture_output=True,
+        start_new_session=True,  # its own process group, as a terminal gives a program
+        timeout=60,
+    )
+    assert app.stdout.decode().strip() == "ok", app.stderr.decode()[-2000:]

@@ -181,6 +181,9 @@ class WorkerProcess:
             stdout=subprocess.PIPE,
             env=env,
             close_fds=True,
+            # Out of the terminal's process group: a Ctrl-C is the application's
+            # to handle; the worker stops when the application closes its stdin.
+            start_new_session=True,
         )
         assert process.stdin is not None
         process.stdin.write(frame(self._config))
