@@ -240,3 +240,14 @@ def test_ctrl_c_is_the_applications_to_handle(dbroute_databases):
         timeout=60,
     )
     assert app.stdout.decode().strip() == "ok", app.stderr.decode()[-2000:]
+
+
+def test_a_worker_that_cannot_run_costs_only_counted_drops(shadow_router, caplog):
+    router = shadow_router(shadow_python="/bin/false")  # starts, then exits at once
+    for _ in range(3):
+        assert len(read(router)) == 20  # the caller is never affected
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert report.compared == 0
+    assert report.dropped == 3
+    assert "worker process exited" in caplog.text
