@@ -1,7 +1,7 @@
 """Copy the primary's answer off the DBAPI cursor, as libpq holds it, without decoding it.
 
-The copy is taken in SQLAlchemy's ``after_cursor_execute`` event, after the
-query ran and before SQLAlchemy reads the cursor. It reads libpq's result
+The copy is taken by the ``do_orm_execute`` hook (:mod:`dbroute.shadow.hooks`),
+after the query ran and before SQLAlchemy reads a row. It reads libpq's result
 (``cursor.pgresult``) cell by cell as raw bytes, so:
 
 * the caller's cursor is not touched: nothing is fetched, rewound or

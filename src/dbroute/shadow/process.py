@@ -89,26 +89,25 @@ class WorkerProcess:
     def send(self, job_id: int, data: bytes) -> None:
         """Send one framed job; never blocks (the caller bounds what is in flight)."""
         with self._lock:
-            if self._closed:
-                failed = True
-            elif self._backlog is None and self._fd is not None:
-                failed = False
-                try:
-                    written = os.write(self._fd, data)
-                except BlockingIOError:
-                    written = 0
-                except OSError:  # the worker is gone: the reader restarts it
-                    written, failed = -1, True
-                    self._fd = None
-                if written == len(data) or failed:
-                    pass
-                else:  # the rest goes through the sender, and everything after it
-                    self._defer((job_id, data[written:]))
-            else:
-                failed = False
-                self._defer((job_id, data))
+            failed = self._closed or not self._write_or_defer(job_id, data)
         if failed:
             self._lost([job_id])
+
+    def _write_or_defer(self, job_id: int, data: bytes) -> bool:
+        # Called with the lock held; False when the pipe is broken (the worker died).
+        if self._backlog is not None or self._fd is None:
+            self._defer((job_id, data))  # the sender is writing, or starting the worker
+            return True
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the worker is gone: its reader thread notices and restarts it
+            self._fd = None
+            return False
+        if written < len(data):  # the rest goes through the sender, and everything after it
+            self._defer((job_id, data[written:]))
+        return True
 
     def _defer(self, pending: _Pending) -> None:
         # Called with the lock held.
