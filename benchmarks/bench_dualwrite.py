@@ -5,7 +5,11 @@ alternating blocks: a plain session (dual-write off) inserting into a table
 dual-write does not capture, and a dual-writing session inserting into a
 captured table (trigger, collect, mirror to the secondary, confirm).
 
-    python benchmarks/bench_dualwrite.py [--rounds 7] [--block 200] [--seconds 3]
+    python benchmarks/bench_dualwrite.py [--rounds 7] [--block 200] [--seconds 3] [--durable]
+
+``--durable`` turns ``fsync``, ``synchronous_commit`` and ``full_page_writes``
+back on for both test servers (they run without them for speed), as Neon and
+RDS do: every commit then waits for its WAL flush.
 
 Prints median latencies, the ratio (goal <= 2.2x), the client CPU per commit
 (``time.thread_time``: less sensitive to other load than wall time) and
@@ -45,6 +49,7 @@ from sqlalchemy.orm import Session
 from dbroute import Router, RoutingSettings
 from dbroute.target import Target
 from dbroute.testing import (
+    ServerPair,
     create_database_pair,
     drop_database_pair,
     libpq_url,
@@ -98,13 +103,28 @@ def throughput(router: Router, table: str, writers: int, seconds: float) -> floa
     return sum(counts) / seconds
 
 
+def make_durable(servers: ServerPair) -> None:
+    """Durable commits on both servers (the test servers' defaults trade them for speed)."""
+    for server in (servers.neon, servers.rds):
+        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                admin.execute(f"alter system set {setting} = on")
+            admin.execute("select pg_reload_conf()")
+            # The reload is asynchronous: wait until this server applies it.
+            while admin.execute("show fsync").fetchone() != ("on",):
+                time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--block", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--durable", action="store_true", help="production durability settings")
     args = parser.parse_args()
     with start_server_pair() as servers:
+        if args.durable:
+            make_durable(servers)
         databases = create_database_pair(servers, prefix="bench")
         try:
             urls = {"neon_url": databases.neon_url, "rds_url": databases.rds_url}
