@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -251,3 +252,18 @@ def test_a_worker_that_cannot_run_costs_only_counted_drops(shadow_router, caplog
     assert report.compared == 0
     assert report.dropped == 3
     assert "worker process exited" in caplog.text
+
+
+def test_a_job_the_worker_cannot_read_is_skipped_and_counted(shadow_router):
+    """A value only the application can unpickle (here, its own tzinfo) never reaches it."""
+    from .test_shadow_wire import AppZone
+
+    router = shadow_router()
+    when = datetime.datetime(2024, 1, 1, 1, 0, tzinfo=AppZone())
+    rows = read(router, "select count(*) from items where seen_at <= :when", when=when)
+    assert rows[0][0] == 20
+    assert len(read(router)) == 20  # the worker is still there for the next one
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert report.skipped.get("unsupported_parameters") == 1
+    assert report.compared == 1

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dbroute.settings import RoutingSettings
 from dbroute.shadow.capture import RawRows
 from dbroute.shadow.hooks import install, uninstall
-from dbroute.shadow.job import Comparator, job_message
+from dbroute.shadow.job import Comparator, job_message, portable
 from dbroute.shadow.judge import Judgement
 from dbroute.shadow.local_judge import LocalJudge
 from dbroute.shadow.process import WorkerProcess
@@ -35,7 +35,7 @@ from dbroute.shadow.publisher import Publisher
 from dbroute.shadow.report import ShadowReport
 from dbroute.shadow.sampling import Sampler
 from dbroute.shadow.statement import StatementInfo
-from dbroute.shadow.wire import JUDGE, MATCH, OUTCOME, WorkerConfig, frame
+from dbroute.shadow.wire import JUDGE, MATCH, OUTCOME, UNREADABLE, WorkerConfig, frame
 from dbroute.target import Target
 
 if TYPE_CHECKING:
@@ -191,6 +191,9 @@ class ShadowReads:
         ignore: Comparator | None,
     ) -> None:
         """Hand one read to the worker; dropped and counted when too many are in flight."""
+        if not portable(parameters):  # cheap, and keeps application classes out of the worker
+            self._publisher.skipped("unsupported_parameters")
+            return
         if compare or self._compare:
             judge: str | None = "compare"
         else:
@@ -205,7 +208,8 @@ class ShadowReads:
             return
         try:
             data = frame(
-                job_message(job_id, target, sql, parameters, primary, primary_seconds, judge)
+                job_message(job_id, target, sql, parameters, primary, primary_seconds, judge),
+                job_id,
             )
         except Exception:  # a parameter pickle cannot carry: not shadowed, counted
             self._forget(job_id)
@@ -237,6 +241,8 @@ class ShadowReads:
                 matches.append(result)
             elif tag == OUTCOME:
                 self._publisher.outcome(result[2])
+            elif tag == UNREADABLE:
+                self._publisher.skipped("unsupported_parameters")
             else:  # DROPPED
                 self._publisher.dropped(1, "queue_full")
         if matches:

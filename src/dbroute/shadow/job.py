@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Json, Jsonb
 
 from dbroute.shadow.capture import RawRows
 from dbroute.shadow.results import ResultSet
 from dbroute.target import Target
 
-__all__ = ["OPT_COMPARE", "OPT_IGNORE", "OPT_OUT", "Comparator", "ShadowJob", "job_message"]
+__all__ = [
+    "OPT_COMPARE",
+    "OPT_IGNORE",
+    "OPT_OUT",
+    "Comparator",
+    "ShadowJob",
+    "job_message",
+    "portable",
+]
 
 #: ``execution_options(dbroute_shadow=False)``: never shadow this statement.
 OPT_OUT = "dbroute_shadow"
@@ -63,3 +76,28 @@ def job_message(
     Built on the caller's path, so not a :class:`ShadowJob` (the worker makes one).
     """
     return (job_id, primary_target.value, sql, parameters, primary, primary_seconds, judge)
+
+
+_SCALARS = frozenset(
+    {type(None), bool, int, float, str, bytes, Decimal, date, time, datetime, timedelta, UUID}
+)
+
+
+def portable(value: Any) -> bool:
+    """Whether ``value`` (bind parameters) can go to the worker as it is.
+
+    The built-in types psycopg adapts, lists, tuples and dicts of them, and
+    psycopg's JSON wrappers. Anything else (an application's own class, even
+    with a psycopg dumper registered) would make the worker import the
+    application's module to read it: such reads are not shadowed.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list or kind is tuple:
+        return all(portable(item) for item in value)
+    if kind is dict:
+        return all(type(k) is str and portable(v) for k, v in value.items())
+    if kind is Json or kind is Jsonb:
+        return value.dumps is None and portable(value.obj)
+    return False

@@ -8,7 +8,8 @@ worker. Worker → application: lists of results, tagged tuples:
   the common case, kept small (pickle writes a repeated StatementInfo once per batch);
 * ``(OUTCOME, job id, ShadowOutcome)``: mismatch, lag, error;
 * ``(JUDGE, job id, Judgement)``: user callables must decide, in the application;
-* ``(DROPPED, job id)``: the worker's queue was full.
+* ``(DROPPED, job id)``: the worker's queue was full;
+* ``(UNREADABLE, job id)``: the job could not be unpickled in the worker.
 
 Both ends are this package, the same version, in processes of the same user:
 pickle is the simplest faithful codec for psycopg's values (Decimal, datetime,
@@ -17,6 +18,7 @@ UUID, JSON...).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import select
@@ -33,18 +35,22 @@ __all__ = [
     "JUDGE",
     "MATCH",
     "OUTCOME",
+    "UNREADABLE",
     "WorkerConfig",
     "frame",
     "read_frame",
     "write_all",
 ]
 
-_HEADER = struct.Struct("<I")
+#: Payload size and job id (0: not a job); the id travels outside the pickle so
+#: a frame that cannot be read can still be answered.
+_HEADER = struct.Struct("<IQ")
 
 MATCH = "m"
 OUTCOME = "o"
 JUDGE = "j"
 DROPPED = "d"
+UNREADABLE = "u"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +69,10 @@ class WorkerConfig:
     queue_size: int
 
 
-def frame(message: Any) -> bytes:
-    """``message`` pickled, behind its length (raises if it cannot be pickled)."""
+def frame(message: Any, job_id: int = 0) -> bytes:
+    """``message`` pickled, behind its length and ``job_id`` (raises if it cannot be pickled)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
+    return _HEADER.pack(len(data), job_id) + data
 
 
 def read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
@@ -74,15 +80,19 @@ def read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return False, None
-    (size,) = _HEADER.unpack(header)
+    size, _ = _HEADER.unpack(header)
     data = stream.read(size)
     if len(data) < size:
         return False, None
     return True, pickle.loads(data)  # noqa: S301 - our own process at the other end
 
 
-def poll_frames(fd: int, interval: float, idle_after: float = 1.0) -> Iterator[Any]:
-    """The messages read from ``fd`` until it ends, polled every ``interval`` seconds.
+def poll_frames(fd: int, interval: float, idle_after: float = 1.0) -> Iterator[tuple[int, bytes]]:
+    """``(job id, pickled message)`` of each frame read from ``fd`` until it ends.
+
+    The payload is left to :func:`load`: one that cannot be read is that
+    frame's problem, not the stream's. ``fd`` is polled every ``interval``
+    seconds.
 
     Polling, rather than sleeping in ``read()``, is what keeps the writer's
     side cheap: a write that has to wake a sleeping reader on another CPU
@@ -108,13 +118,56 @@ def poll_frames(fd: int, interval: float, idle_after: float = 1.0) -> Iterator[A
         buffer += chunk
         start = 0
         while len(buffer) - start >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer, start)
+            size, job_id = _HEADER.unpack_from(buffer, start)
             end = start + _HEADER.size + size
             if len(buffer) < end:
                 break
-            yield pickle.loads(buffer[start + _HEADER.size : end])  # noqa: S301 - see module doc
+            yield job_id, bytes(buffer[start + _HEADER.size : end])
             start = end
         del buffer[:start]
+
+
+class _Unpickler(pickle.Unpickler):
+    """Only the classes a job can hold: never a module of the application.
+
+    Unpickling a class imports its module; an application module imported in
+    the worker would run the application's import-time code there.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED or module == "dbroute" or module.startswith("dbroute."):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a shadow job")
+
+
+_ALLOWED = frozenset(
+    {
+        ("builtins", "bytearray"),
+        ("builtins", "frozenset"),
+        # zoneinfo.ZoneInfo pickles as getattr(ZoneInfo, "_unpickle")(key, ...). The
+        # stream comes from the application itself: the point here is not to import
+        # its modules, not to defend against a hostile stream.
+        ("builtins", "getattr"),
+        ("builtins", "set"),
+        ("decimal", "Decimal"),
+        ("datetime", "date"),
+        ("datetime", "datetime"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("zoneinfo", "ZoneInfo"),
+        ("zoneinfo._zoneinfo", "ZoneInfo"),
+        ("uuid", "UUID"),
+        ("uuid", "SafeUUID"),
+        ("psycopg.types.json", "Json"),
+        ("psycopg.types.json", "Jsonb"),
+    }
+)
+
+
+def load(payload: bytes) -> Any:
+    """A message from the application, unpickled with only the classes a job can hold."""
+    return _Unpickler(io.BytesIO(payload)).load()
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -31,8 +31,10 @@ from dbroute.shadow.wire import (
     JUDGE,
     MATCH,
     OUTCOME,
+    UNREADABLE,
     WorkerConfig,
     frame,
+    load,
     poll_frames,
     write_all,
 )
@@ -74,11 +76,17 @@ class ShadowWorker:
         self._stopping = False
         self._writer = threading.Thread(target=self._write_loop, name="dbroute-shadow-out")
 
-    def serve(self, messages: Iterator[Any]) -> None:
-        """Run the jobs in ``messages`` until told to stop or they end."""
+    def serve(self, messages: Iterator[tuple[int, bytes]]) -> None:
+        """Run the jobs in ``messages`` (:func:`poll_frames`) until told to stop or they end."""
         self._writer.start()
         try:
-            for message in messages:
+            for job_id, payload in messages:
+                try:
+                    message = load(payload)
+                except Exception:  # a bad job must not stop the others
+                    log.warning("shadow worker: job %d cannot be read; skipped", job_id)
+                    self._send((UNREADABLE, job_id))
+                    continue
                 if message is None:
                     break
                 job = ShadowJob.from_wire(message)
@@ -195,7 +203,8 @@ def main() -> None:
     out_fd = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot corrupt the pipe
     messages = poll_frames(sys.stdin.fileno(), _POLL)
-    config = next(messages, None)
+    first = next(messages, None)
+    config = load(first[1]) if first is not None else None
     if not isinstance(config, WorkerConfig):
         sys.exit("dbroute shadow worker: no configuration received on stdin")
     try:
