@@ -267,3 +267,23 @@ def test_a_job_the_worker_cannot_read_is_skipped_and_counted(shadow_router):
     report = router.shadow_report()
     assert report.skipped.get("unsupported_parameters") == 1
     assert report.compared == 1
+
+
+def test_a_forked_child_does_not_keep_its_parents_worker_alive(shadow_router):
+    router = shadow_router()
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    (pid,) = worker_pids()
+    ready, done = os.pipe(), os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child: stay alive until told
+        os.write(ready[1], b"x")
+        os.read(done[0], 1)
+        os._exit(0)
+    try:
+        assert os.read(ready[0], 1) == b"x"
+        router.dispose()  # the parent closes the worker's stdin...
+        assert wait_gone(pid)  # ...and the worker ends, though the child still lives
+    finally:
+        os.write(done[1], b"x")
+        os.waitpid(child, 0)

@@ -74,6 +74,7 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._sender: threading.Thread | None = None
+        self._pipe_fds: tuple[int, ...] = ()  # the current worker's pipes, for a forked child
         self._started_at = -RESTART_INTERVAL
         self._closed = False
         own = weakref.ref(self)
@@ -122,7 +123,19 @@ class WorkerProcess:
         self._wake.notify()
 
     def _forget(self) -> None:
-        # In a forked child: the threads and the pipe belong to the parent.
+        # In a forked child: the threads and the worker belong to the parent. The
+        # child's copies of the pipes are released, or the parent's worker would
+        # never see its stdin end while this child lives. Not by closing the file
+        # objects (the parent's reader thread may have held their lock at the fork)
+        # nor the descriptors (the objects would close them again later, by then
+        # maybe someone else's): /dev/null takes their place.
+        if self._pipe_fds:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in self._pipe_fds:
+                with contextlib.suppress(OSError):
+                    os.dup2(null, fd)
+            os.close(null)
+        self._pipe_fds = ()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._backlog = None
@@ -185,6 +198,9 @@ class WorkerProcess:
             start_new_session=True,
         )
         assert process.stdin is not None
+        assert process.stdout is not None
+        # The current worker's only: an earlier one's were closed with its Popen.
+        self._pipe_fds = (process.stdin.fileno(), process.stdout.fileno())
         process.stdin.write(frame(self._config))
         process.stdin.flush()
         self._reader = threading.Thread(
