@@ -11,7 +11,7 @@ Five ways to run one routed read (``router.session(key)``, a 10-row select,
                       (goal: p50 <= 1.05x the baseline);
 * ``laboratory``      GitHub Scientist's Python port running the same read on
                       the other database inline as its candidate (the cost
-                      dbroute avoids; expected ~2x);
+                      dbroute avoids; 3.3-3.9x here);
 * ``+ external load`` no shadowing, but another process runs the shadow's
                       database work back to back meanwhile: what the extra
                       load costs this machine whatever the design (an upper
@@ -20,11 +20,11 @@ Five ways to run one routed read (``router.session(key)``, a 10-row select,
 Blocks of ``--calls`` reads alternate between the variants; after each
 shadowed block the shadow queue is drained (untimed), so the baseline never
 pays for the shadow's backlog while the shadowed block does pay for its own
-background work competing for the CPU and the GIL.
+background work competing for the CPU.
 
 ``--pin`` (Linux, 2+ CPUs, local servers) places the work as production does
 on separate machines: the caller and the Neon server on CPU 0, everything the
-shadow adds (its worker threads, the RDS server, the external-load control) on
+shadow adds (its worker process, the RDS server, the external-load control) on
 CPU 1. Without it, all of it shares every CPU of this machine.
 
 "caller CPU" is the CPU time of the calling thread alone (``time.thread_time``):
