@@ -40,11 +40,6 @@ class BoundedExecutor:
         """Jobs queued or running."""
         return self._unfinished
 
-    @property
-    def capacity(self) -> int:
-        """The most jobs that can wait in the queue."""
-        return self._queue.maxsize
-
     def submit(self, job: Job) -> bool:
         """Queue ``job``; ``False`` (at once, never blocking) when full or closed."""
         with self._lock:

@@ -48,6 +48,7 @@ log = logging.getLogger("dbroute.shadow")
 F = TypeVar("F", bound=Callable[..., Any])
 #: Per-statement ``(compare, ignore)`` of a read in flight; ``None`` when it has neither.
 _Callables = tuple[Comparator | None, Comparator | None] | None
+_GONE = object()  # what _inflight.pop() returns for a read no longer in flight
 
 
 class ShadowReads:
@@ -64,7 +65,6 @@ class ShadowReads:
     def __init__(self, settings: RoutingSettings) -> None:
         self.sampler = Sampler(settings.shadow_read_percent, settings.shadow_seed)
         self.row_cap = settings.shadow_row_cap
-        self._settings = settings
         # Everything in flight is bounded here: the queue plus what the workers run.
         self._capacity = settings.shadow_queue_size + settings.shadow_workers
         self._inflight: dict[int, _Callables] = {}
@@ -72,24 +72,22 @@ class ShadowReads:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closing = threading.Event()
+        config = WorkerConfig(
+            urls={t: settings.url(t).render_as_string(hide_password=False) for t in Target},
+            pool_size=settings.shadow_pool_size,
+            statement_timeout=settings.shadow_statement_timeout,
+            row_cap=settings.shadow_row_cap,
+            recheck_delay=settings.shadow_recheck_delay,
+            float_tolerance=settings.shadow_float_tolerance,
+            include_values=settings.shadow_include_values,
+            workers=settings.shadow_workers,
+            queue_size=settings.shadow_queue_size,
+        )
         self._process = WorkerProcess(
-            WorkerConfig(
-                urls={t: settings.url(t).render_as_string(hide_password=False) for t in Target},
-                pool_size=settings.shadow_pool_size,
-                statement_timeout=settings.shadow_statement_timeout,
-                row_cap=settings.shadow_row_cap,
-                recheck_delay=settings.shadow_recheck_delay,
-                float_tolerance=settings.shadow_float_tolerance,
-                include_values=settings.shadow_include_values,
-                workers=settings.shadow_workers,
-                queue_size=settings.shadow_queue_size,
-            ),
-            deliver=self._deliver,
-            lost=self._lost,
-            python=settings.shadow_python,
+            config, deliver=self._deliver, lost=self._lost, python=settings.shadow_python
         )
         self._publisher = Publisher()
-        self._local = LocalJudge(settings, self._closing)  # reads with user callables
+        self._local = LocalJudge(config, self._closing)  # reads with user callables
         self._compare: Comparator | None = None
         self._ignores: list[Comparator] = []
         self._run_if: Callable[[StatementInfo], bool] | None = None
@@ -157,12 +155,7 @@ class ShadowReads:
         self._closing.set()
         self._process.close(timeout)
         self._local.close(timeout)
-        with self._idle:
-            discarded = len(self._inflight)
-            self._inflight.clear()
-            self._idle.notify_all()
-        if discarded:
-            self._publisher.dropped(discarded, "shutdown")
+        self._abandon_all("shutdown")
 
     # --- called by the hooks (the caller's path: cheap, never raising) -------
 
@@ -204,7 +197,7 @@ class ShadowReads:
                 job_id = next(self._ids)
                 self._inflight[job_id] = (compare, ignore) if judge else None
         if full:
-            self._publisher.dropped(1, "shutdown" if self._closing.is_set() else "queue_full")
+            self._refused()
             return
         try:
             data = frame(
@@ -217,12 +210,13 @@ class ShadowReads:
             return
         self._process.send(job_id, data)
 
-    def _forget(self, *job_ids: int) -> None:
+    def _forget(self, *job_ids: int) -> int:
+        """No longer in flight; returns how many of ``job_ids`` still were."""
         with self._idle:
-            for job_id in job_ids:
-                self._inflight.pop(job_id, None)
+            forgotten = sum(self._inflight.pop(job_id, _GONE) is not _GONE for job_id in job_ids)
             if not self._inflight:
                 self._idle.notify_all()
+        return forgotten
 
     # --- results from the worker (reader thread) ----------------------------
 
@@ -252,21 +246,28 @@ class ShadowReads:
 
     def _lost(self, job_ids: Sequence[int] | None) -> None:
         # The worker died (None: everything it held) or a job could not reach it.
-        with self._idle:
-            if job_ids is None:
-                lost = len(self._inflight)
-                self._inflight.clear()
-            else:
-                lost = sum(self._inflight.pop(job_id, False) is not False for job_id in job_ids)
-            if not self._inflight:
-                self._idle.notify_all()
-        if lost:
+        if job_ids is None:
+            self._abandon_all("worker_exited")
+        elif lost := self._forget(*job_ids):
             self._publisher.dropped(lost, "worker_exited")
+
+    def _abandon_all(self, reason: str) -> None:
+        """Count every read in flight as dropped for ``reason``; nothing waits for them."""
+        with self._idle:
+            abandoned = len(self._inflight)
+            self._inflight.clear()
+            self._idle.notify_all()
+        if abandoned:
+            self._publisher.dropped(abandoned, reason)
+
+    def _refused(self) -> None:
+        """Count a read that found no room (or arrived during shutdown)."""
+        self._publisher.dropped(1, "shutdown" if self._closing.is_set() else "queue_full")
 
     def _judge_here(self, judgement: Judgement) -> None:
         # Still in flight until judged: flush() waits for the verdict.
         if not self._local.submit(lambda: self._finish_judgement(judgement)):
-            self._publisher.dropped(1, "shutdown" if self._closing.is_set() else "queue_full")
+            self._refused()
             self._forget(judgement.job_id)
 
     def _finish_judgement(self, judgement: Judgement) -> None:

@@ -19,7 +19,15 @@ from dbroute.shadow.results import ResultSet
 from dbroute.shadow.statement import StatementInfo
 from dbroute.target import Target
 
-__all__ = ["Judgement", "LagCheck", "builtin", "error_outcome", "outcome", "verdict"]
+__all__ = [
+    "Judgement",
+    "LagCheck",
+    "builtin",
+    "conclude",
+    "error_outcome",
+    "outcome",
+    "verdict",
+]
 
 #: ``lag(comparison) -> bool``: whether a difference is replication lag.
 LagCheck = Callable[[Comparison], bool]
@@ -27,7 +35,11 @@ LagCheck = Callable[[Comparison], bool]
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A shadow read whose verdict needs the user's callables (sent back to the application)."""
+    """Everything known about one shadow read before its verdict.
+
+    The worker sends it back to the application when the user's callables must
+    decide (they cannot cross processes).
+    """
 
     job_id: int
     info: StatementInfo
@@ -61,6 +73,51 @@ def verdict(
     if any(ignore(primary, shadow) for ignore in ignores):
         return Verdict.IGNORED, comparison
     return (Verdict.LAGGED if lag(comparison) else Verdict.MISMATCH), comparison
+
+
+def conclude(
+    judgement: Judgement,
+    *,
+    compare: Comparator | None,
+    ignores: Sequence[Comparator],
+    is_lag: Callable[..., bool],
+    include_values: bool,
+) -> ShadowOutcome:
+    """The outcome of ``judgement`` under ``compare`` and ``ignores``; lag checked by ``is_lag``.
+
+    ``is_lag`` is :meth:`~dbroute.shadow.lag.LagExplainer.is_lag`. A callable or
+    a lag lookup that raises makes an ``error`` outcome.
+    """
+    j = judgement
+    try:
+        judged = verdict(
+            j.primary,
+            j.shadow,
+            j.comparison,
+            compare=compare,
+            ignores=ignores,
+            lag=lambda difference: is_lag(
+                primary_target=j.primary_target,
+                sql=j.sql,
+                parameters=j.parameters,
+                ordered=j.info.ordered,
+                primary=j.primary,
+                shadow=j.shadow,
+                comparison=difference,
+            ),
+        )
+    except Exception as exc:
+        return error_outcome(j.info, j.primary_target, j.primary_seconds, type(exc).__name__)
+    return outcome(
+        info=j.info,
+        primary_target=j.primary_target,
+        primary_seconds=j.primary_seconds,
+        shadow_seconds=j.shadow_seconds,
+        primary=j.primary,
+        shadow=j.shadow,
+        judged=judged,
+        include_values=include_values,
+    )
 
 
 def builtin(

@@ -26,6 +26,7 @@ from dbroute.dualwrite.journal import pending_keys
 from dbroute.shadow.compare import Comparison, Difference, compare_results
 from dbroute.shadow.results import ResultSet
 from dbroute.shadow.runner import ShadowRunner
+from dbroute.shadow.wire import WorkerConfig
 from dbroute.target import Target
 
 __all__ = ["LagExplainer"]
@@ -66,6 +67,27 @@ class LagExplainer:
         self._delay = recheck_delay
         self._tolerance = float_tolerance
         self._tables: dict[tuple[Target, int], tuple[str, str, tuple[int, ...]] | None] = {}
+
+    @classmethod
+    def from_config(cls, config: WorkerConfig, closing: threading.Event) -> LagExplainer:
+        """An explainer on shadow pools of its own (its :attr:`runner`), as ``config`` says."""
+        runner = ShadowRunner(
+            config.urls,
+            pool_size=config.pool_size,
+            statement_timeout=config.statement_timeout,
+            row_cap=config.row_cap,
+        )
+        return cls(
+            runner,
+            recheck_delay=config.recheck_delay,
+            float_tolerance=config.float_tolerance,
+            closing=closing,
+        )
+
+    @property
+    def runner(self) -> ShadowRunner:
+        """The pools its lookups and rechecks run on."""
+        return self._runner
 
     def is_lag(
         self,

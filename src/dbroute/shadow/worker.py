@@ -21,10 +21,8 @@ from typing import Any
 from dbroute.shadow.capture import decode, raw_equal
 from dbroute.shadow.executor import BoundedExecutor
 from dbroute.shadow.job import ShadowJob
-from dbroute.shadow.judge import Judgement, builtin, error_outcome, outcome, verdict
+from dbroute.shadow.judge import Judgement, builtin, conclude, error_outcome
 from dbroute.shadow.lag import LagExplainer
-from dbroute.shadow.outcome import Verdict
-from dbroute.shadow.runner import ShadowRunner
 from dbroute.shadow.statement import analyse
 from dbroute.shadow.wire import (
     DROPPED,
@@ -57,19 +55,9 @@ class ShadowWorker:
     def __init__(self, config: WorkerConfig, out_fd: int) -> None:
         self._config = config
         self._out_fd = out_fd
-        self._runner = ShadowRunner(
-            config.urls,
-            pool_size=config.pool_size,
-            statement_timeout=config.statement_timeout,
-            row_cap=config.row_cap,
-        )
         self._closing = threading.Event()
-        self._lag = LagExplainer(
-            self._runner,
-            recheck_delay=config.recheck_delay,
-            float_tolerance=config.float_tolerance,
-            closing=self._closing,
-        )
+        self._lag = LagExplainer.from_config(config, self._closing)
+        self._runner = self._lag.runner
         self._executor = BoundedExecutor(config.workers, config.queue_size)
         self._results: list[tuple[Any, ...]] = []
         self._ready = threading.Condition()
@@ -109,65 +97,41 @@ class ShadowWorker:
     def _run(self, job: ShadowJob) -> None:
         info = analyse(job.sql)
         target = job.primary_target
+        match = (MATCH, job.id, info, target.value, job.primary_seconds)
         try:
             shadow_raw, seconds = self._runner.run_raw(target.other, job.sql, job.parameters)
             if job.judge != "compare" and raw_equal(job.primary, shadow_raw, ordered=info.ordered):
-                # The common case: byte for byte the same, nothing to decode.
-                self._send((MATCH, job.id, info, target.value, job.primary_seconds, seconds))
+                self._send((*match, seconds))  # the common case: the same bytes, nothing to decode
                 return
             primary, shadow = decode(job.primary), decode(shadow_raw)
+            comparison = builtin(primary, shadow, info, self._config.float_tolerance)
         except Exception as exc:
             error = error_outcome(info, target, job.primary_seconds, type(exc).__name__)
             self._send((OUTCOME, job.id, error))
             return
-        try:
-            comparison = builtin(primary, shadow, info, self._config.float_tolerance)
-            if job.judge == "compare" or (job.judge == "ignore" and not comparison.equal):
-                judgement = Judgement(
-                    job.id,
-                    info,
-                    job.sql,
-                    job.parameters,
-                    target,
-                    job.primary_seconds,
-                    seconds,
-                    primary,
-                    shadow,
-                    comparison,
-                )
-                self._send((JUDGE, job.id, judgement))  # user callables live in the application
-                return
-            judged = verdict(
-                primary,
-                shadow,
-                comparison,
-                compare=None,
-                ignores=(),
-                lag=lambda difference: self._lag.is_lag(
-                    primary_target=target,
-                    sql=job.sql,
-                    parameters=job.parameters,
-                    ordered=info.ordered,
-                    primary=primary,
-                    shadow=shadow,
-                    comparison=difference,
-                ),
-            )
-        except Exception as exc:  # a lag lookup that failed
-            error = error_outcome(info, target, job.primary_seconds, type(exc).__name__)
-            self._send((OUTCOME, job.id, error))
+        if comparison.equal and job.judge != "compare":  # an ignore has nothing to ignore
+            self._send((*match, seconds))
             return
-        if judged[0] is Verdict.MATCH:
-            self._send((MATCH, job.id, info, target.value, job.primary_seconds, seconds))
+        judgement = Judgement(
+            job.id,
+            info,
+            job.sql,
+            job.parameters,
+            target,
+            job.primary_seconds,
+            seconds,
+            primary,
+            shadow,
+            comparison,
+        )
+        if job.judge == "compare" or (job.judge == "ignore" and not comparison.equal):
+            self._send((JUDGE, job.id, judgement))  # user callables live in the application
             return
-        result = outcome(
-            info=info,
-            primary_target=target,
-            primary_seconds=job.primary_seconds,
-            shadow_seconds=seconds,
-            primary=primary,
-            shadow=shadow,
-            judged=judged,
+        result = conclude(
+            judgement,
+            compare=None,
+            ignores=(),
+            is_lag=self._lag.is_lag,
             include_values=self._config.include_values,
         )
         self._send((OUTCOME, job.id, result))
