@@ -32,7 +32,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dbroute.shadow.wire import WorkerConfig, frame, read_frame
 
@@ -74,7 +74,9 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._sender: threading.Thread | None = None
-        self._pipe_fds: tuple[int, ...] = ()  # the current worker's pipes, for a forked child
+        self._spawned: subprocess.Popen[bytes] | None = (
+            None  # the newest worker, for a forked child
+        )
         self._started_at = -RESTART_INTERVAL
         self._closed = False
         own = weakref.ref(self)
@@ -124,18 +126,15 @@ class WorkerProcess:
 
     def _forget(self) -> None:
         # In a forked child: the threads and the worker belong to the parent. The
-        # child's copies of the pipes are released, or the parent's worker would
-        # never see its stdin end while this child lives. Not by closing the file
-        # objects (the parent's reader thread may have held their lock at the fork)
-        # nor the descriptors (the objects would close them again later, by then
-        # maybe someone else's): /dev/null takes their place.
-        if self._pipe_fds:
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in self._pipe_fds:
-                with contextlib.suppress(OSError):
-                    os.dup2(null, fd)
-            os.close(null)
-        self._pipe_fds = ()
+        # child's copies of the worker's pipes are released, or the parent's worker
+        # would never see its stdin end while this child lives. Not by closing the
+        # file objects (the parent's reader thread may have held their lock at the
+        # fork) nor the descriptors (the objects would close them again later, by
+        # then maybe someone else's): /dev/null takes their place. Only pipes still
+        # open: a closed one's number may already be reused by the application.
+        spawned, self._spawned = self._spawned, None
+        if spawned is not None:
+            _release_in_child(spawned.stdin, spawned.stdout)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._backlog = None
@@ -198,15 +197,18 @@ class WorkerProcess:
             start_new_session=True,
         )
         assert process.stdin is not None
-        assert process.stdout is not None
-        # The current worker's only: an earlier one's were closed with its Popen.
-        self._pipe_fds = (process.stdin.fileno(), process.stdout.fileno())
-        process.stdin.write(frame(self._config))
-        process.stdin.flush()
+        self._spawned = process
+        # The reader first: a worker that exits at once (a wrong interpreter, say)
+        # is then reported and reaped like any worker that exits.
         self._reader = threading.Thread(
             target=self._read_loop, args=(process,), name="dbroute-shadow-reader", daemon=True
         )
         self._reader.start()
+        # A worker already gone breaks the pipe here: the first job's write fails
+        # too and is counted as lost, and the reader reports the exit.
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(frame(self._config))
+            process.stdin.flush()
         return process
 
     # --- the reader --------------------------------------------------------------
@@ -264,6 +266,20 @@ class WorkerProcess:
             process.wait()
         if self._reader is not None:  # every result the worker sent is delivered
             self._reader.join(timeout)
+            if not self._reader.is_alive() and process.stdout is not None:
+                process.stdout.close()
+
+
+def _release_in_child(*pipes: IO[bytes] | None) -> None:
+    """Put ``/dev/null`` in place of each still-open pipe's descriptor (see ``_forget``)."""
+    fds = [pipe.fileno() for pipe in pipes if pipe is not None and not pipe.closed]
+    if not fds:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    os.close(null)
 
 
 def _write_blocking(fd: int, data: bytes) -> bool:
