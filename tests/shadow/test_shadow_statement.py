@@ -96,13 +96,13 @@ def test_executor_refuses_when_full_and_never_blocks():
 
     assert executor.submit(blocker)
     assert started.wait(10)
-    assert executor.submit(lambda: None)
-    assert executor.submit(lambda: None)
+    ran = [threading.Event(), threading.Event()]
+    assert executor.submit(ran[0].set)
+    assert executor.submit(ran[1].set)
     assert not executor.submit(lambda: None)  # full: refused at once
-    assert executor.pending == 3
-    assert not executor.flush(0.05)
+    assert not ran[0].is_set()  # queued behind the blocker
     release.set()
-    assert executor.flush(10)
+    assert all(event.wait(10) for event in ran)  # then run
     assert executor.stop() == 0
     assert executor.join(10)
     assert not executor.submit(lambda: None)  # closed

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from dbroute.sql import ident, user_schema
+from dbroute.sql import ident, sequences_sql, user_schema
 from dbroute.target import Target
 
 __all__ = [
@@ -48,22 +48,8 @@ DEFAULT_WINDOW = 1_000_000
 #: (bigint keys; docs/runbook.md for ``integer`` columns).
 SUGGESTED_HEADROOM = 1_000_000_000
 
-_OWNED = text(
-    f"""
-    select s.schemaname, s.sequencename, s.increment_by, s.min_value, s.max_value,
-           tn.nspname as table_schema, t.relname as table_name, a.attname as column_name
-    from pg_sequences s
-    join pg_namespace sn on sn.nspname = s.schemaname
-    join pg_class sc on sc.relnamespace = sn.oid and sc.relname = s.sequencename
-    join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = sc.oid
-         and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
-    join pg_class t on t.oid = d.refobjid
-    join pg_namespace tn on tn.oid = t.relnamespace
-    join pg_attribute a on a.attrelid = t.oid and a.attnum = d.refobjsubid
-    where {user_schema("s.schemaname")}
-    order by 1, 2
-    """
-)
+# Sequences no column owns feed no key: nothing to check.
+_OWNED = text(sequences_sql(f"{user_schema('s.schemaname')} and a.attname is not null"))
 
 
 @dataclass(frozen=True, slots=True)

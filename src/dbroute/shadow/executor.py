@@ -31,14 +31,7 @@ class BoundedExecutor:
         self._name = name
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._unfinished = 0
         self._closed = False
-
-    @property
-    def pending(self) -> int:
-        """Jobs queued or running."""
-        return self._unfinished
 
     def submit(self, job: Job) -> bool:
         """Queue ``job``; ``False`` (at once, never blocking) when full or closed."""
@@ -51,13 +44,7 @@ class BoundedExecutor:
                 self._queue.put_nowait(job)
             except queue.Full:
                 return False
-            self._unfinished += 1
             return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued job has run; ``False`` if ``timeout`` passed first."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._unfinished, timeout)
 
     def stop(self) -> int:
         """Refuse new jobs, discard the queued ones (their count is returned), stop the workers.
@@ -75,8 +62,6 @@ class BoundedExecutor:
                 except queue.Empty:
                     break
                 discarded += 1
-                self._unfinished -= 1
-            self._idle.notify_all()
         for _ in self._threads:  # outside the lock: a finishing worker needs it
             try:  # wakes idle workers; busy ones see _closed after their job
                 self._queue.put(_STOP, timeout=0.5)
@@ -115,8 +100,3 @@ class BoundedExecutor:
             job()
         except Exception:  # a job reports its own errors; this keeps the worker alive
             log.exception("shadow job failed unexpectedly")
-        finally:
-            with self._idle:
-                self._unfinished -= 1
-                if not self._unfinished:
-                    self._idle.notify_all()

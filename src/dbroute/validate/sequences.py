@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from dbroute.errors import ConfigurationError, SequenceSyncError
+from dbroute.sql import sequences_sql
 from dbroute.target import Target
 from dbroute.validate.catalog import schema_filter
 from dbroute.validate.connect import Database, engine_pair
@@ -31,21 +32,6 @@ from dbroute.validate.keys import quote_ident
 from dbroute.validate.snapshot import Side, open_side
 
 __all__ = ["SequenceChange", "sync_sequences", "synced_next"]
-
-_SEQUENCES = """
-select s.schemaname, s.sequencename, s.last_value, s.start_value, s.increment_by,
-       s.min_value, s.max_value, tn.nspname, t.relname, a.attname, a.atttypid::regtype::text
-from pg_sequences s
-join pg_namespace sn on sn.nspname = s.schemaname
-join pg_class sc on sc.relnamespace = sn.oid and sc.relname = s.sequencename
-left join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = sc.oid
-     and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
-left join pg_class t on t.oid = d.refobjid
-left join pg_namespace tn on tn.oid = t.relnamespace
-left join pg_attribute a on a.attrelid = t.oid and a.attnum = d.refobjsubid
-where {filter}
-order by 1, 2
-"""
 
 #: The values an integer column can hold: a sequence feeding a narrower column
 #: (``integer`` column, ``bigint`` sequence) is bounded by the column.
@@ -174,7 +160,7 @@ def _sequences(side: Side, schemas: Sequence[str] | None) -> dict[str, _State]:
     """Every user sequence by ``schema.sequence``."""
     where, params = schema_filter("s.schemaname", schemas)
     found = {}
-    for row in side.conn.execute(text(_SEQUENCES.format(filter=where)), params).all():
+    for row in side.conn.execute(text(sequences_sql(where)), params).all():
         schema, name, _, _, increment, low, high, tschema, table, column, column_type = row
         regclass = f"{quote_ident(schema)}.{quote_ident(name)}"
         found[f"{schema}.{name}"] = _State(
