@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbroute.bucketing import check_key, hash_bucket
+from dbroute.forking import fresh_pool_after_fork
 from dbroute.routing_state import RoutingState
 from dbroute.settings import PoolSettings, RoutingSettings, safe_url
 from dbroute.target import Reason, Target
@@ -92,13 +93,8 @@ class Router:
         # asyncio sessions (which wrap a sync Session) get them; other routers in
         # the same process are unaffected.
         self.session_class: type[Session] = type("RoutedSession", (Session,), {})
-        self._engines = {
-            t: create_engine(settings.url(t), **_engine_options(settings.pool(t))) for t in Target
-        }
-        self._async_engines = {
-            t: create_async_engine(settings.url(t), **_engine_options(settings.pool(t)))
-            for t in Target
-        }
+        self._engines = {t: _engine(settings, t) for t in Target}
+        self._async_engines = {t: _async_engine(settings, t) for t in Target}
         self._makers = {
             t: sessionmaker(self._engines[t], class_=self.session_class) for t in Target
         }
@@ -310,6 +306,18 @@ class Router:
             f"neon={safe_url(self.settings.url(Target.NEON))!r}, "
             f"rds={safe_url(self.settings.url(Target.RDS))!r})"
         )
+
+
+def _engine(settings: RoutingSettings, target: Target) -> Engine:
+    # A forked child (gunicorn --preload...) starts with an empty pool: see dbroute.forking.
+    options = _engine_options(settings.pool(target))
+    return fresh_pool_after_fork(create_engine(settings.url(target), **options))
+
+
+def _async_engine(settings: RoutingSettings, target: Target) -> AsyncEngine:
+    engine = create_async_engine(settings.url(target), **_engine_options(settings.pool(target)))
+    fresh_pool_after_fork(engine.sync_engine)
+    return engine
 
 
 def _engine_options(pool: PoolSettings) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
@@ -157,26 +158,47 @@ def _parent(pid: int) -> int | None:
         return None
 
 
-def test_a_forked_child_starts_its_own_worker(shadow_router):
-    router = shadow_router()
-    assert len(read(router)) == 20
-    assert router.shadow_flush(30)
+def in_forked_child(check: Callable[[], bool]) -> None:
+    """Run ``check`` in a forked child (no post-fork hook of any kind); it must say True."""
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
-            for target in Target:  # the parent's pooled connections are not ours
-                router.engine(target).dispose(close=False)
-            ok = len(read(router)) == 20 and router.shadow_flush(30)
-            code = 0 if ok and router.shadow_report().compared == 2 else 2
+            code = 0 if check() else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_forked_child_starts_its_own_worker(shadow_router):
+    router = shadow_router()
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+
+    def child() -> bool:  # pools, worker and report: the child's own
+        ok = len(read(router)) == 20 and router.shadow_flush(30)
+        return ok and router.shadow_report().compared == 2
+
+    in_forked_child(child)
     # The parent's worker is untouched by the child's.
     assert len(read(router)) == 20
     assert router.shadow_flush(30)
     assert router.shadow_report().compared == 2
+
+
+def test_a_forked_child_judges_user_callables_on_threads_of_its_own(shadow_router):
+    """The parent's judging threads do not survive the fork: the child's start on first need."""
+    router = shadow_router()
+    router.shadow.compare(lambda primary, shadow: primary == shadow)
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)  # judged on the parent's threads
+
+    def child() -> bool:
+        ok = len(read(router)) == 20 and router.shadow_flush(10)
+        return ok and router.shadow_report().compared == 2
+
+    in_forked_child(child)
 
 
 def test_decoding_matches_psycopg_for_what_the_app_saw(shadow_router):

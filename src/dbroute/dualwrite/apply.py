@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from dbroute.dualwrite.capture import Changes
 from dbroute.dualwrite.conflicts import CONFLICT_SQLSTATE, Conflict, parse_conflicts
 from dbroute.errors import DualWriteError
+from dbroute.forking import fresh_pool_after_fork, on_fork_in_child
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 
@@ -113,8 +114,16 @@ class Secondary:
                 "application_name": "dbroute-dualwrite",
             },
         }
-        self._engine: Engine = create_engine(url, **options)
+        self._engine: Engine = fresh_pool_after_fork(create_engine(url, **options))
         self._async_engine: AsyncEngine = create_async_engine(url, **options)
+        fresh_pool_after_fork(self._async_engine.sync_engine)
+        on_fork_in_child(self, Secondary._after_fork)
+
+    def _after_fork(self) -> None:
+        # The parent's confirmations are the parent's to send; its thread is not here.
+        self._lock = threading.Lock()
+        self._confirmed = []
+        self._flusher = None
 
     def _check_pause(self) -> None:
         # After a failure, commits journal at once for a while instead of each

@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from dbroute.errors import PhaseStoreError
+from dbroute.forking import on_fork_in_child
 from dbroute.phases.model import Phase
 from dbroute.phases.store import StoredPhase, read_current
 from dbroute.routing_state import RoutingState
@@ -38,7 +39,20 @@ class PhasePoller:
         self._base = RoutingState.from_settings(router.settings)
         self._engines = {t: router.engine(t) for t in Target}
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dbroute-phase-poller", daemon=True)
+        self._thread = self._new_thread()
+        # A forked child (gunicorn --preload) has no thread of its parent's: it
+        # polls again, or it would keep routing on the phase it was forked in.
+        on_fork_in_child(self, PhasePoller._after_fork)
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name="dbroute-phase-poller", daemon=True)
+
+    def _after_fork(self) -> None:
+        was_polling = self._thread.ident is not None and not self._stopped.is_set()
+        self._stopped = threading.Event()
+        self._thread = self._new_thread()
+        if was_polling:
+            self._thread.start()
 
     @classmethod
     def start(cls, router: Router, interval: float) -> PhasePoller:

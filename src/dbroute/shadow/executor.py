@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from dbroute.forking import on_fork_in_child
+
 __all__ = ["BoundedExecutor"]
 
 log = logging.getLogger("dbroute.shadow")
@@ -32,6 +34,13 @@ class BoundedExecutor:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
+        on_fork_in_child(self, BoundedExecutor._after_fork)
+
+    def _after_fork(self) -> None:
+        # The parent's threads are not here, and its queued jobs are its own.
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._threads = []
+        self._lock = threading.Lock()
 
     def submit(self, job: Job) -> bool:
         """Queue ``job``; ``False`` (at once, never blocking) when full or closed."""

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dbroute.forking import on_fork_in_child
 from dbroute.settings import RoutingSettings
 from dbroute.shadow.capture import RawRows
 from dbroute.shadow.hooks import install, uninstall
@@ -72,6 +73,7 @@ class ShadowReads:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closing = threading.Event()
+        on_fork_in_child(self, ShadowReads._after_fork)
         config = WorkerConfig(
             urls={t: settings.url(t).render_as_string(hide_password=False) for t in Target},
             pool_size=settings.shadow_pool_size,
@@ -209,6 +211,12 @@ class ShadowReads:
             self.skipped("unsupported_parameters")
             return
         self._process.send(job_id, data)
+
+    def _after_fork(self) -> None:
+        # The reads in flight are the parent's: its worker answers them, not ours.
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = {}
 
     def _forget(self, *job_ids: int) -> int:
         """No longer in flight; returns how many of ``job_ids`` still were."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+from dbroute.forking import on_fork_in_child
 from dbroute.shadow.executor import BoundedExecutor
 from dbroute.shadow.job import Comparator
 from dbroute.shadow.judge import Judgement, conclude
@@ -33,6 +34,12 @@ class LocalJudge:
         self._executor = BoundedExecutor(config.workers, config.queue_size, "dbroute-judge")
         self._lock = threading.Lock()
         self._lag: LagExplainer | None = None
+        on_fork_in_child(self, LocalJudge._after_fork)
+
+    def _after_fork(self) -> None:
+        # The parent's lag pools and their connections are the parent's.
+        self._lock = threading.Lock()
+        self._lag = None
 
     def submit(self, work: Callable[[], None]) -> bool:
         """Queue ``work``; ``False`` at once when the pool is full or closed."""

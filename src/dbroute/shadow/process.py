@@ -29,11 +29,11 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from dbroute.forking import on_fork_in_child
 from dbroute.shadow.wire import WorkerConfig, frame, read_frame
 
 __all__ = ["RESTART_INTERVAL", "WorkerProcess"]
@@ -79,15 +79,7 @@ class WorkerProcess:
         )
         self._started_at = -RESTART_INTERVAL
         self._closed = False
-        own = weakref.ref(self)
-
-        def forget_in_child() -> None:
-            worker = own()
-            if worker is not None:
-                worker._forget()
-
-        if hasattr(os, "register_at_fork"):  # POSIX
-            os.register_at_fork(after_in_child=forget_in_child)
+        on_fork_in_child(self, WorkerProcess._forget)
 
     def send(self, job_id: int, data: bytes) -> None:
         """Send one framed job; never blocks (the caller bounds what is in flight)."""

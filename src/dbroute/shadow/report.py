@@ -12,6 +12,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dbroute.forking import on_fork_in_child
 from dbroute.shadow.outcome import ShadowOutcome, Verdict
 
 __all__ = ["LATENCY_SAMPLES", "MAX_STATEMENTS", "ReportBuilder", "ShadowReport", "StatementStats"]
@@ -111,9 +112,13 @@ class ReportBuilder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        on_fork_in_child(self, ReportBuilder._after_fork)
         self._statements: dict[str, _Statement] = {}
         self._skipped: Counter[str] = Counter()
         self._dropped = 0
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # the parent's other threads may have held it
 
     def add(self, outcome: ShadowOutcome) -> None:
         """Record one shadow read."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -145,7 +144,6 @@ def _analyse(sql: str) -> StatementInfo:
 
 _CACHE: dict[str, StatementInfo] = {}
 _CACHE_LIMIT = 4096
-_CACHE_LOCK = threading.Lock()
 
 
 def analyse(sql: str) -> StatementInfo:
@@ -153,8 +151,9 @@ def analyse(sql: str) -> StatementInfo:
     info = _CACHE.get(sql)
     if info is None:
         info = _analyse(sql)
-        with _CACHE_LOCK:
-            if len(_CACHE) >= _CACHE_LIMIT:  # statements with inlined values: start over
-                _CACHE.clear()
-            _CACHE[sql] = info
+        # No lock (none to be held at a fork either): dict operations are atomic,
+        # and a race between threads only clears twice or overshoots by a few.
+        if len(_CACHE) >= _CACHE_LIMIT:  # statements with inlined values: start over
+            _CACHE.clear()
+        _CACHE[sql] = info
     return info
