@@ -241,3 +241,43 @@ def test_shadow_reads_are_refused_on_windows(env: pytest.MonkeyPatch) -> None:
     assert "shadow reads need Linux or macOS" in str(config_error())
     env.setenv("DBROUTE_SHADOW_READ_PERCENT", "0")
     assert RoutingSettings().shadow_read_percent == 0
+
+
+NEON_POOLER = NEON.replace("ep-cool-1.", "ep-cool-1-pooler.")
+RDS_PROXY = RDS.replace("app.abc123.", "app.proxy-abc123.")
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "pooler", "hint"),
+    [
+        ("DBROUTE_NEON_URL", NEON_POOLER, "Neon's connection pooler", "without -pooler"),
+        ("DBROUTE_RDS_URL", RDS_PROXY, "RDS Proxy", "DBROUTE_RDS_MIRROR_URL"),
+    ],
+)
+def test_dual_write_refuses_to_mirror_through_a_transaction_pooler(
+    env: pytest.MonkeyPatch, variable: str, url: str, pooler: str, hint: str
+) -> None:
+    env.setenv(variable, url)
+    assert RoutingSettings().url(Target.NEON).host  # routing alone may use the pooler
+    env.setenv("DBROUTE_DUAL_WRITE", "true")
+    message = str(config_error())
+    assert f"{variable} goes through {pooler}" in message
+    assert "session settings" in message
+    assert hint in message
+    env.delenv("DBROUTE_DUAL_WRITE")
+    env.setenv("DBROUTE_PHASE_POLL_SECONDS", "5")  # a followed phase may turn dual-write on
+    assert pooler in str(config_error())
+
+
+def test_a_mirror_url_takes_dual_write_past_the_pooler(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DBROUTE_NEON_URL", NEON_POOLER)
+    env.setenv("DBROUTE_DUAL_WRITE", "true")
+    env.setenv("DBROUTE_NEON_MIRROR_URL", NEON)  # the direct endpoint
+    settings = RoutingSettings()
+    assert settings.url(Target.NEON).host == "ep-cool-1-pooler.eu-central-1.aws.neon.tech"
+    assert settings.mirror_url(Target.NEON).host == "ep-cool-1.eu-central-1.aws.neon.tech"
+    assert settings.mirror_url(Target.NEON).drivername == "postgresql+psycopg"
+    assert settings.mirror_url(Target.RDS) == settings.url(Target.RDS)  # the default
+    assert SECRET not in repr(settings)
+    env.setenv("DBROUTE_NEON_MIRROR_URL", NEON_POOLER)  # the mirror URL is checked too
+    assert "DBROUTE_NEON_MIRROR_URL goes through Neon's" in str(config_error())

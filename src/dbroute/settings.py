@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from dbroute.bucketing import DEFAULT_SALT
 from dbroute.errors import ConfigurationError
 from dbroute.phases.model import Phase, rules
+from dbroute.poolers import transaction_pooler
 from dbroute.target import Target
 
 __all__ = ["ENV_PREFIX", "PoolSettings", "RoutingSettings", "normalize_url", "safe_url"]
@@ -90,6 +91,12 @@ class RoutingSettings(BaseSettings):
 
     neon_url: SecretStr = Field(description="URL of the Neon database (the source)")
     rds_url: SecretStr = Field(description="URL of the RDS database (the destination)")
+    neon_mirror_url: SecretStr | None = Field(
+        None, description="dual-write's connections into Neon (default: neon_url); not a pooler"
+    )
+    rds_mirror_url: SecretStr | None = Field(
+        None, description="dual-write's connections into RDS (default: rds_url); not a pooler"
+    )
     rds_percent: Decimal = Field(
         Decimal(0),
         ge=0,
@@ -160,9 +167,11 @@ class RoutingSettings(BaseSettings):
             # pydantic-settings could not even decode a variable (bad JSON).
             raise ConfigurationError(f"invalid dbroute configuration: {exc}") from None
 
-    @field_validator("neon_url", "rds_url", mode="before")
+    @field_validator("neon_url", "rds_url", "neon_mirror_url", "rds_mirror_url", mode="before")
     @classmethod
     def _normalize(cls, value: Any) -> Any:
+        if value is None:
+            return None
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if not isinstance(raw, str):
             raise ValueError("must be a URL string")
@@ -199,7 +208,25 @@ class RoutingSettings(BaseSettings):
                 "DBROUTE_NEON_URL and DBROUTE_RDS_URL point at the same database "
                 f"({safe_url(neon)}); they must be two different databases"
             )
+        if self.dual_write or self.phase_poll_seconds > 0:  # a phase may turn dual-write on
+            for target in Target:
+                self._check_mirror_url(target)
         return self
+
+    def _check_mirror_url(self, target: Target) -> None:
+        pooler = transaction_pooler(self.mirror_url(target))
+        if pooler is None:
+            return
+        name = target.value.upper()
+        own = self.neon_mirror_url if target is Target.NEON else self.rds_mirror_url
+        source = f"DBROUTE_{name}_URL" if own is None else f"DBROUTE_{name}_MIRROR_URL"
+        raise ValueError(
+            f"{source} goes through {pooler}: dual-write's mirror connections keep "
+            "session settings that switch off triggers and change capture, which such a "
+            "pooler would pass on to other clients (their writes would go unmirrored); "
+            f"set DBROUTE_{name}_MIRROR_URL to the database's direct endpoint"
+            + (" (the same host without -pooler)" if "Neon" in pooler else "")
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -262,6 +289,11 @@ class RoutingSettings(BaseSettings):
         """The SQLAlchemy URL of ``target`` (psycopg 3 driver). Its ``str()`` masks the password."""
         secret = self.neon_url if target is Target.NEON else self.rds_url
         return make_url(secret.get_secret_value())
+
+    def mirror_url(self, target: Target) -> URL:
+        """The URL of dual-write's mirror connections into ``target`` (default: :meth:`url`)."""
+        secret = self.neon_mirror_url if target is Target.NEON else self.rds_mirror_url
+        return self.url(target) if secret is None else make_url(secret.get_secret_value())
 
     def pool(self, target: Target) -> PoolSettings:
         """The pool settings of ``target``."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import ForeignKey, delete, insert, select, text, update
+from sqlalchemy import ForeignKey, delete, insert, make_url, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from tests.dualwrite.support import (
     assert_converged,
     checksums,
     create_schema,
+    kv_rows,
     wait_for_backlog_zero,
     write,
 )
@@ -156,6 +157,45 @@ def test_routed_to_rds_mirrors_to_neon(make_router):
     with router.session("r1") as session, session.begin():
         session.execute(text("insert into kv values (7, 7)"))
     assert assert_mirrored(router)["kv"]
+
+
+def test_mirror_connections_use_the_mirror_url(make_router, dbroute_databases):
+    """DBROUTE_RDS_MIRROR_URL (a direct endpoint when the app's URL is a pooler's)."""
+    admin = make_router().engine(Target.RDS)
+    with admin.begin() as conn:  # a role of the RDS server's own tells the connections apart
+        if not conn.execute(
+            text("select rolsuper from pg_roles where rolname = current_user")
+        ).scalar():
+            pytest.skip("creating a role needs a superuser on the test server")
+        conn.execute(text("drop role if exists dbroute_mirror_test"))
+        conn.execute(text("create role dbroute_mirror_test superuser login"))
+    try:
+        mirror_url = make_url(dbroute_databases.rds_url).set(username="dbroute_mirror_test")
+        router = make_router(
+            dual_write=True, rds_mirror_url=mirror_url.render_as_string(hide_password=False)
+        )
+        create_schema(router)
+        router.setup()
+        write(router, "user-1", "insert into kv values (1, 1)")
+        assert kv_rows(router.engine(Target.RDS)) == {1: 1}
+        with admin.connect() as conn:
+            users = conn.execute(
+                text(
+                    "select distinct usename from pg_stat_activity where "
+                    "application_name = 'dbroute-dualwrite' and datname = current_database()"
+                )
+            ).scalars()
+            assert list(users) == ["dbroute_mirror_test"]
+        router.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(
+                text(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where usename = 'dbroute_mirror_test'"
+                )
+            )
+            conn.execute(text("drop role dbroute_mirror_test"))
 
 
 def test_writes_outside_the_app_wait_in_the_journal(dual_router):

@@ -95,7 +95,7 @@ class Secondary:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
-        url = settings.url(target)
+        url = settings.mirror_url(target)  # a direct endpoint: session settings persist
         pool = settings.pool(target)
         statement_ms = settings.dual_write_statement_timeout_ms
         options: dict[str, Any] = {
