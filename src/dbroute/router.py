@@ -226,6 +226,10 @@ class Router:
         """Copy journaled rows to the other database (``dbroute replay``); see its options."""
         from dbroute.dualwrite.replay import replay
 
+        if self._dual_writer is not None:
+            # This process's own writers' intents go first: replay need not copy them again.
+            for secondary in self._dual_writer.secondaries.values():
+                secondary.flush_confirmed()
         return replay(self._engines, **options)
 
     # --- shadow reads ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -347,3 +348,34 @@ def test_confirmations_never_wait_for_a_locked_intent_entry(dual_router):
         conn.execute(text("select dbroute.apply('[]', null, false, '{7,8}')"))
         assert conn.execute(text(intents)).scalar_one() == 1  # 8 gone, 7 skipped
         conn.commit()
+
+
+def test_a_confirmation_held_back_by_a_lock_is_tried_again(dual_router):
+    # The lock's holder may be a newer mirror of the key that then rolls back,
+    # handing the entry back to the confirmed writer: it must not stay forever.
+    engine = dual_router.engine(Target.RDS)
+    intents = text("select count(*) from dbroute.journal where kind = 'intent'")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "insert into dbroute.journal (kind, table_schema, table_name, pk, xid) "
+                "values ('intent', 'public', 'kv', '{1}', '7')"
+            )
+        )
+        locked = conn.execute(text("select cast(dbroute.confirm('{}') as text[])")).scalar_one()
+        assert locked == []  # nothing asked, nothing left
+    secondary = dual_router._dual_writer.secondaries[Target.RDS]
+    with engine.connect() as holder, holder.begin():
+        holder.execute(text("select 1 from dbroute.journal where xid = '7' for update"))
+        secondary.confirm("7")  # the writer of xid 7 committed
+        secondary.flush_confirmed()  # skipped, not waited for: the entry is held
+        with engine.connect() as conn:
+            assert conn.execute(intents).scalar_one() == 1
+    # Released: the next flush (this one, or the background one) removes it.
+    secondary.flush_confirmed()
+    deadline = time.monotonic() + 10
+    with engine.connect() as conn:
+        while conn.execute(intents).scalar_one() and time.monotonic() < deadline:
+            conn.rollback()  # a new snapshot
+            time.sleep(0.05)
+        assert conn.execute(intents).scalar_one() == 0

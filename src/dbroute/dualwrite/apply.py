@@ -10,12 +10,14 @@ deletions and the intent entries commit together on the secondary.
 After a failure the secondary is *paused* for ``dual_write_pause_ms``:
 commits journal straight away instead of paying a timeout each.
 
-Confirmations (the writer committed: drop its intent entries) cost no round
-trip on the commit path: they ride along with the next mirror, or a
-background thread sends them within :data:`CONFIRM_INTERVAL` (through
-``dbroute.apply()`` with no rows, which deletes them by ``(kind, xid)``
-index lookups). One lost with the process only leaves an intent entry that
-replay settles.
+Confirmations (the writer committed: drop its intent entries) stay off the
+commit path: a background thread sends those gathered every
+:data:`CONFIRM_INTERVAL` in one statement (``dbroute.confirm()``, which
+deletes them by ``(kind, xid)`` index lookups and never waits for a locked
+entry: it returns those xids, tried again up to :data:`CONFIRM_ATTEMPTS`
+times). Riding along with the next mirror would spare that thread a round
+trip but put the deletions' server time on a commit's path. A confirmation
+lost with the process only leaves an intent entry that replay settles.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ __all__ = ["MirrorError", "Secondary", "describe_error"]
 
 log = logging.getLogger("dbroute.dualwrite")
 
-_APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, %s::xid8[], true)"
-# dbroute.apply() deletes confirmed intents one xid at a time (index lookups).
-_CONFIRM = text("select dbroute.apply('[]', null, false, cast(:xids as xid8[]), true)")
-#: Seconds between background deletions of confirmed intent entries (when no
-#: mirror carried them first).
+_APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, null, true)"
+# The xids whose entries were locked come back, to be tried again.
+_CONFIRM = text("select cast(dbroute.confirm(cast(:xids as xid8[])) as text[])")
+#: Seconds between background deletions of confirmed intent entries.
 CONFIRM_INTERVAL = 0.2
+#: Times a confirmation is sent while another transaction holds its entry
+#: (a newer mirror of the key, which may yet roll back); then replay settles it.
+CONFIRM_ATTEMPTS = 5
 
 
 class MirrorError(DualWriteError):
@@ -92,6 +96,7 @@ class Secondary:
         self._pause = settings.dual_write_pause_ms / 1000
         self._paused_until = 0.0
         self._confirmed: list[str] = []
+        self._attempts: dict[str, int] = {}  # confirmations sent before, still to go
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -123,6 +128,7 @@ class Secondary:
         # The parent's confirmations are the parent's to send; its thread is not here.
         self._lock = threading.Lock()
         self._confirmed = []
+        self._attempts = {}
         self._flusher = None
 
     def _check_pause(self) -> None:
@@ -161,12 +167,24 @@ class Secondary:
             return
         try:
             with self._engine.connect() as connection:
-                connection.execute(_CONFIRM, {"xids": xids})
+                left: list[str] = connection.execute(_CONFIRM, {"xids": xids}).scalar_one()
         except SQLAlchemyError as exc:
             self._give_back(xids)  # kept for the next try; replay would settle them anyway
             log.debug(
                 "confirming intents on %s failed: %s", self.target.value, describe_error(exc)[1]
             )
+            return
+        self._again(xids, left)
+
+    def _again(self, sent: list[str], left: list[str]) -> None:
+        # Entries another transaction held: that newer mirror of the key may roll
+        # back and hand the entry back to this xid, so it is tried again.
+        with self._lock:
+            for xid in sent:
+                attempts = self._attempts.pop(xid, 0) + 1
+                if xid in left and attempts < CONFIRM_ATTEMPTS:
+                    self._attempts[xid] = attempts
+                    self._confirmed.append(xid)
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(CONFIRM_INTERVAL):
@@ -174,15 +192,7 @@ class Secondary:
 
     # --- mirroring ----------------------------------------------------------------
 
-    def _params(self, changes: Changes) -> tuple[tuple[Any, ...], list[str]]:
-        confirmed = self._take_confirmed()
-        # The xids (digits, from xid8::text) as one array literal: psycopg adapts
-        # a str far faster than a list (~15 us less client CPU per commit).
-        xids = "{" + ",".join(confirmed) + "}" if confirmed else None
-        return (changes.payload, changes.xid, xids), confirmed
-
-    def _failed(self, exc: BaseException, origin: Target, confirmed: list[str]) -> MirrorError:
-        self._give_back(confirmed)
+    def _failed(self, exc: BaseException, origin: Target) -> MirrorError:
         failure = _failure(exc, origin)
         if failure.error_type != "conflict":
             self._paused_until = time.monotonic() + self._pause
@@ -192,13 +202,13 @@ class Secondary:
     def apply(self, changes: Changes, origin: Target) -> None:
         """Write ``changes`` (and their intent entries) in one statement; raise MirrorError."""
         self._check_pause()
-        params, confirmed = self._params(changes)
+        params = (changes.payload, changes.xid)
         for attempt in (1, 2):
             try:
                 # The pooled driver connection itself: the least work per mirror.
                 raw = self._engine.raw_connection()
             except (SQLAlchemyError, psycopg.Error) as exc:  # raw: unwrapped driver errors
-                raise self._failed(exc, origin, confirmed) from exc
+                raise self._failed(exc, origin) from exc
             try:
                 driver: Any = raw.driver_connection
                 driver.execute(_APPLY, params)
@@ -210,7 +220,7 @@ class Secondary:
                     raw.invalidate(exc)
                 if broken and attempt == 1:
                     continue
-                raise self._failed(exc, origin, confirmed) from exc
+                raise self._failed(exc, origin) from exc
             finally:
                 raw.close()
             return
@@ -218,7 +228,7 @@ class Secondary:
     async def aapply(self, changes: Changes, origin: Target) -> None:
         """:meth:`apply` on the asyncio pool (called through the session's greenlet)."""
         self._check_pause()
-        params, confirmed = self._params(changes)
+        params = (changes.payload, changes.xid)
         for attempt in (1, 2):
             try:
                 async with self._async_engine.connect() as connection:
@@ -227,9 +237,9 @@ class Secondary:
             except DBAPIError as exc:
                 if exc.connection_invalidated and attempt == 1:
                     continue
-                raise self._failed(exc, origin, confirmed) from exc
+                raise self._failed(exc, origin) from exc
             except SQLAlchemyError as exc:
-                raise self._failed(exc, origin, confirmed) from exc
+                raise self._failed(exc, origin) from exc
 
     def dispose(self) -> None:
         """Send the last confirmations and close the sync pool."""

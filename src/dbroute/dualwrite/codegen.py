@@ -269,8 +269,8 @@ declare
     ords integer[];
     grps jsonb[];
     i integer;
-    done xid8;
     changed integer := 0;
+    pending boolean := false;
     conflicts jsonb;
 begin
     if current_setting('dbroute.applying', true) is distinct from 'on' then
@@ -314,7 +314,14 @@ begin
     end loop;
     -- One primary-key probe per key (LATERAL ... LIMIT 1): a join would let the
     -- planner scan the whole journal, a backlog of any size, on every mirror.
+    -- Usually this database holds no committed change entry at all: one probe
+    -- of the primary key's 'change' prefix says so (ORDER BY ... LIMIT: that
+    -- index; EXISTS would drop both and may scan).
     if not force then
+        select true into pending from dbroute.journal where kind = 'change'
+        order by kind, table_schema, table_name, pk limit 1;
+    end if;
+    if pending then
         select jsonb_agg(distinct jsonb_build_object('schema', j.table_schema,
                                                      'table', j.table_name, 'pk', to_jsonb(j.pk)))
         into conflicts
@@ -330,18 +337,10 @@ begin
                 detail = conflicts::text;
         end if;
     end if;
-    -- Confirmations last, never waiting: an entry locked by someone else is
-    -- being rewritten by a newer writer of its key (then it is no longer this
-    -- xid's) or settled by replay. Taken first, or waiting, they would hold
-    -- other keys' entries while this mirror waits for its own: two mirrors can
-    -- deadlock that way. One xid at a time: `xid = any(array)` gets a generic
-    -- plan that walks the primary key's whole 'intent' prefix, dead entries too.
-    foreach done in array coalesce(confirmed, '{{}}') loop
-        delete from dbroute.journal
-        where ctid = any(array(select ctid from dbroute.journal
-                               where kind = 'intent' and xid = done
-                               for update skip locked));
-    end loop;
+    -- Confirmations last (see dbroute.confirm: never waiting).
+    if confirmed is not null then
+        perform dbroute.confirm(confirmed);
+    end if;
     return changed;
 end $fn$;
 """

@@ -49,3 +49,29 @@ returns integer language sql as $$
     select count(*)::integer from entries
 $$;
 
+
+-- Writers' transactions that committed: their 'intent' entries go. Never
+-- waiting: an entry locked by someone else is being rewritten by a newer
+-- writer of its key (then it is no longer this xid's) or settled by replay.
+-- Taken first, or waiting, they would hold other keys' entries while a mirror
+-- waits for its own: two mirrors can deadlock that way. One xid at a time:
+-- `xid = any(array)` gets a generic plan that walks the primary key's whole
+-- 'intent' prefix, dead entries too. Returns the xids that still have
+-- entries (one was locked): the caller tries them again later.
+create or replace function dbroute.confirm(xids xid8[]) returns xid8[]
+language plpgsql as $$
+declare
+    done xid8;
+    left_over xid8[] := '{}';
+begin
+    foreach done in array coalesce(xids, '{}') loop
+        delete from dbroute.journal
+        where ctid = any(array(select ctid from dbroute.journal
+                               where kind = 'intent' and xid = done
+                               for update skip locked));
+        if exists (select 1 from dbroute.journal where kind = 'intent' and xid = done) then
+            left_over := left_over || done;
+        end if;
+    end loop;
+    return left_over;
+end $$;
