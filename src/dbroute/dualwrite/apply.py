@@ -14,8 +14,8 @@ Confirmations (the writer committed: drop its intent entries) stay off the
 commit path: a background thread sends those gathered every
 :data:`CONFIRM_INTERVAL` in one statement (``dbroute.confirm()``, which
 deletes them by ``(kind, xid)`` index lookups and never waits for a locked
-entry: it returns those xids, tried again up to :data:`CONFIRM_ATTEMPTS`
-times). Riding along with the next mirror would spare that thread a round
+entry: it returns those xids, tried again for as long as a mirror may hold
+the entry). Riding along with the next mirror would spare that thread a round
 trip but put the deletions' server time on a commit's path. A confirmation
 lost with the process only leaves an intent entry that replay settles.
 """
@@ -23,6 +23,7 @@ lost with the process only leaves an intent entry that replay settles.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -48,9 +49,6 @@ _APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, null, true)"
 _CONFIRM = text("select cast(dbroute.confirm(cast(:xids as xid8[])) as text[])")
 #: Seconds between background deletions of confirmed intent entries.
 CONFIRM_INTERVAL = 0.2
-#: Times a confirmation is sent while another transaction holds its entry
-#: (a newer mirror of the key, which may yet roll back); then replay settles it.
-CONFIRM_ATTEMPTS = 5
 
 
 class MirrorError(DualWriteError):
@@ -97,6 +95,11 @@ class Secondary:
         self._paused_until = 0.0
         self._confirmed: list[str] = []
         self._attempts: dict[str, int] = {}  # confirmations sent before, still to go
+        # An entry held by a newer mirror of its key (which may yet roll back) is
+        # tried again for as long as that mirror may run; then replay settles it.
+        self._max_attempts = math.ceil(
+            (settings.dual_write_statement_timeout_ms / 1000 + 1) / CONFIRM_INTERVAL
+        )
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -182,7 +185,7 @@ class Secondary:
         with self._lock:
             for xid in sent:
                 attempts = self._attempts.pop(xid, 0) + 1
-                if xid in left and attempts < CONFIRM_ATTEMPTS:
+                if xid in left and attempts < self._max_attempts:
                     self._attempts[xid] = attempts
                     self._confirmed.append(xid)
 
