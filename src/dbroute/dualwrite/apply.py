@@ -182,10 +182,11 @@ class Secondary:
     def _again(self, sent: list[str], left: list[str]) -> None:
         # Entries another transaction held: that newer mirror of the key may roll
         # back and hand the entry back to this xid, so it is tried again.
+        held = set(left)
         with self._lock:
             for xid in sent:
                 attempts = self._attempts.pop(xid, 0) + 1
-                if xid in left and attempts < self._max_attempts:
+                if xid in held and attempts < self._max_attempts:
                     self._attempts[xid] = attempts
                     self._confirmed.append(xid)
 

@@ -74,9 +74,8 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._sender: threading.Thread | None = None
-        self._spawned: subprocess.Popen[bytes] | None = (
-            None  # the newest worker, for a forked child
-        )
+        # The newest worker: a forked child releases its copies of that one's pipes.
+        self._spawned: subprocess.Popen[bytes] | None = None
         self._started_at = -RESTART_INTERVAL
         self._closed = False
         on_fork_in_child(self, WorkerProcess._forget)
