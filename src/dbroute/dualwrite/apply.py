@@ -128,11 +128,15 @@ class Secondary:
         on_fork_in_child(self, Secondary._after_fork)
 
     def _after_fork(self) -> None:
-        # The parent's confirmations are the parent's to send; its thread is not here.
+        # The parent's confirmations are the parent's to send; its thread is not here,
+        # and the locks (the event's too) may have been held by another of its threads.
         self._lock = threading.Lock()
         self._confirmed = []
         self._attempts = {}
         self._flusher = None
+        closed, self._closed = self._closed.is_set(), threading.Event()
+        if closed:
+            self._closed.set()
 
     def _check_pause(self) -> None:
         # After a failure, commits journal at once for a while instead of each
