@@ -267,6 +267,8 @@ def test_dual_write_refuses_to_mirror_through_a_transaction_pooler(
     env.delenv("DBROUTE_DUAL_WRITE")
     env.setenv("DBROUTE_PHASE_POLL_SECONDS", "5")  # a followed phase may turn dual-write on
     assert pooler in str(config_error())
+    env.setenv("DBROUTE_PHASE", "neon_only")  # pinned: no dual-write, the pooler is fine
+    assert RoutingSettings().dual_write is False
 
 
 def test_a_mirror_url_takes_dual_write_past_the_pooler(env: pytest.MonkeyPatch) -> None:

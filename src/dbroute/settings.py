@@ -208,7 +208,8 @@ class RoutingSettings(BaseSettings):
                 "DBROUTE_NEON_URL and DBROUTE_RDS_URL point at the same database "
                 f"({safe_url(neon)}); they must be two different databases"
             )
-        if self.dual_write or self.phase_poll_seconds > 0:  # a phase may turn dual-write on
+        # A followed phase (polled, not pinned) may turn dual-write on at any time.
+        if self.dual_write or (self.phase_poll_seconds > 0 and self.phase is None):
             for target in Target:
                 self._check_mirror_url(target)
         return self
