@@ -219,7 +219,7 @@ class RoutingSettings(BaseSettings):
         if pooler is None:
             return
         name = target.value.upper()
-        own = self.neon_mirror_url if target is Target.NEON else self.rds_mirror_url
+        own = self._own_mirror_url(target)
         source = f"DBROUTE_{name}_URL" if own is None else f"DBROUTE_{name}_MIRROR_URL"
         raise ValueError(
             f"{source} goes through {pooler}: dual-write's mirror connections keep "
@@ -293,8 +293,11 @@ class RoutingSettings(BaseSettings):
 
     def mirror_url(self, target: Target) -> URL:
         """The URL of dual-write's mirror connections into ``target`` (default: :meth:`url`)."""
-        secret = self.neon_mirror_url if target is Target.NEON else self.rds_mirror_url
+        secret = self._own_mirror_url(target)
         return self.url(target) if secret is None else make_url(secret.get_secret_value())
+
+    def _own_mirror_url(self, target: Target) -> SecretStr | None:
+        return self.neon_mirror_url if target is Target.NEON else self.rds_mirror_url
 
     def pool(self, target: Target) -> PoolSettings:
         """The pool settings of ``target``."""

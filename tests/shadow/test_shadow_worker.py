@@ -330,13 +330,12 @@ def test_a_forked_child_leaves_descriptors_reused_after_a_worker_alone(shadow_ro
     own = os.open(tmp_path / "the-applications", os.O_CREAT | os.O_RDWR)
     for fd in freed:  # the application reuses every freed number
         os.dup2(own, fd)
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        kept = all(os.readlink(f"/proc/self/fd/{fd}").endswith("the-applications") for fd in freed)
-        os._exit(0 if kept else 1)
     try:
-        _, status = os.waitpid(child, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        in_forked_child(
+            lambda: all(
+                os.readlink(f"/proc/self/fd/{fd}").endswith("the-applications") for fd in freed
+            )
+        )
     finally:
         for fd in (own, *freed):
             os.close(fd)
