@@ -116,6 +116,32 @@ def test_parameters_that_cannot_cross_processes_are_skipped_and_counted(shadow_r
     assert report.compared == 0
 
 
+def test_rows_that_cannot_be_copied_are_counted_and_the_sender_goes_on(
+    shadow_router, monkeypatch, caplog
+):
+    """Copying happens on the sender thread: one failure there costs that read only."""
+    import dbroute.shadow.experiment as experiment
+
+    copy = experiment.cells
+    failures = iter([True])
+
+    def copy_once_failing(result):
+        if next(failures, False):
+            raise RuntimeError("copy failed")
+        return copy(result)
+
+    monkeypatch.setattr(experiment, "cells", copy_once_failing)
+    router = shadow_router()
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert report.skipped == {"hook_failed": 1}
+    assert report.compared == 1
+    assert "could not copy the primary's rows" in caplog.text
+
+
 _APP = r"""
 import sys, time
 from sqlalchemy import text

@@ -60,12 +60,27 @@ def _pgresult(cursor: Any) -> PGresult | None:
 
 def capture(cursor: Any, row_cap: int) -> RawRows:
     """The raw answer of the query just run on ``cursor``; raises :class:`CaptureRefused`."""
+    return cells(take(cursor, row_cap))
+
+
+def take(cursor: Any, row_cap: int) -> PGresult:
+    """The libpq result of the query just run on ``cursor``; raises :class:`CaptureRefused`.
+
+    Holding it is enough: psycopg never clears a result, it only lets go of it
+    at the cursor's next query, and a libpq result is immutable and not tied to
+    its connection, so :func:`cells` can copy it later, on another thread.
+    """
     result = _pgresult(cursor)
     if result is None or result.status != ExecStatus.TUPLES_OK:
         raise CaptureRefused("no_rows_returned")
-    ntuples = result.ntuples
-    if ntuples > row_cap:
+    if result.ntuples > row_cap:
         raise CaptureRefused("row_cap")
+    return result
+
+
+def cells(result: PGresult) -> RawRows:
+    """``result``'s columns and raw cells, as :data:`RawRows`."""
+    ntuples = result.ntuples
     fields = range(result.nfields)
     name, oid, fmt, table, column = (
         result.fname,

@@ -8,8 +8,9 @@ be customised, globally here or per statement through execution options
 user callable is caught, logged and counted; none reaches the caller, who had
 their result before the shadow even started.
 
-Where the work happens: the caller's thread only decides, copies the raw
-answer and queues it (:mod:`dbroute.shadow.hooks`); a worker process runs,
+Where the work happens: the caller's thread only decides and queues the
+primary's libpq result, undecoded (:mod:`dbroute.shadow.hooks`); a sender
+thread copies and pickles it for a worker process, which runs,
 decodes, compares and classifies (:mod:`dbroute.shadow.worker`); a reader
 thread here records outcomes, metrics, logs and calls the callbacks. User
 ``compare``/``ignore`` callables cannot cross processes: reads they apply to
@@ -18,15 +19,19 @@ come back with both results and are judged here, on a small thread pool.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from psycopg.pq.abc import PGresult
+
 from dbroute.forking import on_fork_in_child
 from dbroute.settings import RoutingSettings
-from dbroute.shadow.capture import RawRows
+from dbroute.shadow.capture import cells
 from dbroute.shadow.hooks import install, uninstall
 from dbroute.shadow.job import Comparator, job_message, portable
 from dbroute.shadow.judge import Judgement
@@ -180,15 +185,16 @@ class ShadowReads:
         target: Target,
         sql: str,
         parameters: Any,
-        primary: RawRows,
+        primary: PGresult,
         primary_seconds: float,
         compare: Comparator | None,
         ignore: Comparator | None,
     ) -> None:
-        """Hand one read to the worker; dropped and counted when too many are in flight."""
-        if not portable(parameters):  # cheap, and keeps application classes out of the worker
-            self._publisher.skipped("unsupported_parameters")
-            return
+        """Queue one read for the worker; dropped and counted when too many are in flight.
+
+        The caller's path ends here: copying the primary's cells and pickling
+        the job happen on the sender thread (:meth:`_encode`).
+        """
         if compare or self._compare:
             judge: str | None = "compare"
         else:
@@ -201,16 +207,41 @@ class ShadowReads:
         if full:
             self._refused()
             return
-        try:
-            data = frame(
-                job_message(job_id, target, sql, parameters, primary, primary_seconds, judge),
-                job_id,
-            )
-        except Exception:  # a parameter pickle cannot carry: not shadowed, counted
+        self._process.send(
+            job_id,
+            functools.partial(
+                self._encode, job_id, target, sql, parameters, primary, primary_seconds, judge
+            ),
+        )
+
+    def _encode(
+        self,
+        job_id: int,
+        target: Target,
+        sql: str,
+        parameters: Any,
+        primary: PGresult,
+        primary_seconds: float,
+        judge: str | None,
+    ) -> bytes | None:
+        """The job's frame (on the sender thread); ``None`` when it cannot go to the worker."""
+        data, reason = None, "unsupported_parameters"
+        if portable(parameters):  # keeps application classes out of the worker
+            try:
+                raw = cells(primary)
+            except Exception:  # the hook's own failure, as on the caller's path
+                log.exception("shadow read: could not copy the primary's rows; read not shadowed")
+                raw, reason = None, "hook_failed"
+            if raw is not None:  # a parameter pickle cannot carry: not shadowed either
+                with contextlib.suppress(Exception):
+                    message = job_message(
+                        job_id, target, sql, parameters, raw, primary_seconds, judge
+                    )
+                    data = frame(message, job_id)
+        if data is None:
             self._forget(job_id)
-            self.skipped("unsupported_parameters")
-            return
-        self._process.send(job_id, data)
+            self.skipped(reason)
+        return data
 
     def _after_fork(self) -> None:
         # The reads in flight are the parent's: its worker answers them, not ours.

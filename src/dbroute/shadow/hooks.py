@@ -33,7 +33,7 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql.elements import TextClause
 
-from dbroute.shadow.capture import CaptureRefused, capture
+from dbroute.shadow.capture import CaptureRefused, take
 from dbroute.shadow.job import OPT_COMPARE, OPT_IGNORE, OPT_OUT
 from dbroute.shadow.statement import StatementKind, analyse
 from dbroute.target import Target
@@ -144,7 +144,7 @@ class _Hooks:
             experiment.skipped("run_if")
             return
         try:
-            primary = capture(raw.cursor, experiment.row_cap)
+            primary = take(raw.cursor, experiment.row_cap)
         except CaptureRefused as refused:
             experiment.skipped(refused.reason)
             return
