@@ -1,8 +1,8 @@
 """Copy the primary's answer off the DBAPI cursor, as libpq holds it, without decoding it.
 
-The copy is taken by the ``do_orm_execute`` hook (:mod:`dbroute.shadow.hooks`),
-after the query ran and before SQLAlchemy reads a row. It reads libpq's result
-(``cursor.pgresult``) cell by cell as raw bytes, so:
+The ``do_orm_execute`` hook (:mod:`dbroute.shadow.hooks`) takes libpq's result
+(``cursor.pgresult``) after the query ran and before SQLAlchemy reads a row;
+the shadow sender thread copies its :func:`cells` later, as raw bytes, so:
 
 * the caller's cursor is not touched: nothing is fetched, rewound or
   decoded twice; ORM entities, Core rows and ``text()`` results, sync or

@@ -7,9 +7,9 @@ every ``AsyncSession`` alike, so one set of hooks covers both:
   queries, ``text()``, ``session.get()``, lazy loads): it runs the statement
   (``invoke_statement``), then reads the SQL text the driver received from the
   result's execution context, decides from that text, and for a sampled read
-  copies libpq's raw answer off the DBAPI cursor
-  (:mod:`dbroute.shadow.capture`) and hands it to the worker process. The
-  caller gets the very result object SQLAlchemy produced.
+  takes libpq's result off the DBAPI cursor (:func:`~dbroute.shadow.capture.take`)
+  and queues it for the worker process; nothing is copied here. The caller
+  gets the very result object SQLAlchemy produced.
 * ``after_flush`` and non-read statements mark the session's (outermost)
   transaction as written; the next transaction starts clean.
   Reads of a written transaction are not shadowed: they see their own writes.
