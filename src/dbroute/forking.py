@@ -20,13 +20,14 @@ Registrations hold their object weakly: a router that is gone costs nothing.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Engine
 
-__all__ = ["fresh_pool_after_fork", "on_fork_in_child"]
+__all__ = ["fresh_pool_after_fork", "on_fork_in_child", "renewed_event"]
 
 T = TypeVar("T")
 
@@ -55,3 +56,11 @@ def fresh_pool_after_fork(engine: Engine) -> Engine:
     # closes a connection it collects in another process than its own.
     on_fork_in_child(engine, lambda e: e.dispose(close=False))
     return engine
+
+
+def renewed_event(event: threading.Event) -> threading.Event:
+    """A new event in ``event``'s state, for a forked child (the old one's lock may be held)."""
+    renewed = threading.Event()
+    if event.is_set():  # reads a flag: takes no lock
+        renewed.set()
+    return renewed

@@ -227,6 +227,21 @@ def test_a_forked_child_judges_user_callables_on_threads_of_its_own(shadow_route
     in_forked_child(child)
 
 
+def test_a_forked_child_closes_shadow_reads_whatever_lock_the_parent_held(shadow_router):
+    """A parent thread inside the closing event at the fork must not hang the child's close."""
+    router = shadow_router()
+    assert len(read(router)) == 20
+    assert router.shadow_flush(30)
+
+    def child() -> bool:
+        signal.alarm(20)  # a deadlock ends the child with SIGALRM, failing the test
+        router.shadow.close(timeout=5)
+        return True
+
+    with router.shadow._closing._cond:  # held at the fork, as by another thread
+        in_forked_child(child)
+
+
 def test_decoding_matches_psycopg_for_what_the_app_saw(shadow_router):
     """A read the caller decoded with its own psycopg loaders matches in the worker."""
     router = shadow_router()

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from dbroute.dualwrite.capture import Changes
 from dbroute.dualwrite.conflicts import CONFLICT_SQLSTATE, Conflict, parse_conflicts
 from dbroute.errors import DualWriteError
-from dbroute.forking import fresh_pool_after_fork, on_fork_in_child
+from dbroute.forking import fresh_pool_after_fork, on_fork_in_child, renewed_event
 from dbroute.settings import RoutingSettings
 from dbroute.target import Target
 
@@ -134,9 +134,7 @@ class Secondary:
         self._confirmed = []
         self._attempts = {}
         self._flusher = None
-        closed, self._closed = self._closed.is_set(), threading.Event()
-        if closed:
-            self._closed.set()
+        self._closed = renewed_event(self._closed)
 
     def _check_pause(self) -> None:
         # After a failure, commits journal at once for a while instead of each

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg.pq.abc import PGresult
 
-from dbroute.forking import on_fork_in_child
+from dbroute.forking import on_fork_in_child, renewed_event
 from dbroute.settings import RoutingSettings
 from dbroute.shadow.capture import cells
 from dbroute.shadow.hooks import install, uninstall
@@ -248,6 +248,8 @@ class ShadowReads:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = {}
+        self._closing = renewed_event(self._closing)
+        self._local.closing = self._closing  # the judge's lag rechecks watch it too
 
     def _forget(self, *job_ids: int) -> int:
         """No longer in flight; returns how many of ``job_ids`` still were."""

@@ -30,7 +30,8 @@ class LocalJudge:
 
     def __init__(self, config: WorkerConfig, closing: threading.Event) -> None:
         self._config = config
-        self._closing = closing
+        #: Set when shadow reads close (replaced in a forked child, by their owner).
+        self.closing = closing
         self._executor = BoundedExecutor(config.workers, config.queue_size, "dbroute-judge")
         self._lock = threading.Lock()
         self._lag: LagExplainer | None = None
@@ -67,5 +68,5 @@ class LocalJudge:
     def _explainer(self) -> LagExplainer:
         with self._lock:
             if self._lag is None:
-                self._lag = LagExplainer.from_config(self._config, self._closing)
+                self._lag = LagExplainer.from_config(self._config, self.closing)
             return self._lag
