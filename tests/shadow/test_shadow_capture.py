@@ -38,12 +38,11 @@ def test_capture_leaves_the_cursor_and_decodes_to_the_same_rows(cursor):
 def test_a_taken_result_outlives_the_cursor_and_its_connection(dbroute_servers):
     # The hook takes the result on the caller's path and the sender copies it
     # later: by then the cursor ran other queries, and the connection may be closed.
-    with psycopg.connect(libpq_url(dbroute_servers.neon.url)) as conn:
-        with conn.cursor() as cur:
-            cur.execute("select g, repeat('x', g) from generate_series(1, 4) g")
-            taken = take(cur, row_cap=100)
-            assert cur.fetchall() == [(g, "x" * g) for g in range(1, 5)]
-            cur.execute("select 'another query'")
+    with psycopg.connect(libpq_url(dbroute_servers.neon.url)) as conn, conn.cursor() as cur:
+        cur.execute("select g, repeat('x', g) from generate_series(1, 4) g")
+        taken = take(cur, row_cap=100)
+        assert cur.fetchall() == [(g, "x" * g) for g in range(1, 5)]
+        cur.execute("select 'another query'")
     assert conn.closed
     assert decode(cells(taken)).rows == [(g, "x" * g) for g in range(1, 5)]
 

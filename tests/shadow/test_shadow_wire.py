@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from dbroute.shadow.job import portable
+from dbroute.shadow.job import NotPortable, snapshot
 from dbroute.shadow.wire import frame, load
 
 
@@ -22,7 +22,7 @@ class AppValue:
 
 
 class AppZone(dt.tzinfo):
-    """An application's time zone class: a datetime with it passes portable() by its type."""
+    """An application's time zone class: a datetime with it passes snapshot() by its type."""
 
     def utcoffset(self, _when):
         return dt.timedelta(hours=1)
@@ -59,16 +59,26 @@ _values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(_values)
 def test_portable_values_cross_unchanged(value):
-    """Property: whatever ``portable`` accepts, the worker reads back equal."""
-    assert portable(value)
-    assert load(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) == value
+    """Property: whatever ``snapshot`` accepts, it copies equal and the worker reads back equal."""
+    copied = snapshot(value)
+    assert copied == value
+    assert load(pickle.dumps(copied, protocol=pickle.HIGHEST_PROTOCOL)) == value
+
+
+def test_a_snapshot_keeps_the_values_the_primary_saw():
+    bound = {"ids": [1, 2], "doc": Jsonb({"tags": ["a"]})}
+    copied = snapshot(bound)
+    bound["ids"].append(3)  # the application reuses its objects once the query ran
+    bound["doc"].obj["tags"].append("b")
+    assert copied["ids"] == [1, 2]
+    assert copied["doc"].obj == {"tags": ["a"]}
 
 
 def test_json_wrappers_cross_with_their_object():
-    wrapped = Jsonb({"a": [1, Decimal("2.5")]})
-    assert portable(wrapped)
+    wrapped = snapshot(Jsonb({"a": [1, Decimal("2.5")]}))
     assert load(pickle.dumps(wrapped)).obj == {"a": [1, Decimal("2.5")]}
-    assert not portable(Jsonb({"a": 1}, dumps=lambda obj: "{}"))  # a function of the app
+    with pytest.raises(NotPortable):
+        snapshot(Jsonb({"a": 1}, dumps=lambda obj: "{}"))  # a function of the app
 
 
 @pytest.mark.parametrize(
@@ -83,16 +93,17 @@ def test_json_wrappers_cross_with_their_object():
     ],
 )
 def test_anything_else_is_not_portable(value):
-    assert not portable(value)
+    with pytest.raises(NotPortable):
+        snapshot(value)
 
 
 def test_the_worker_refuses_application_classes():
     with pytest.raises(pickle.UnpicklingError, match="AppValue is not allowed"):
         load(pickle.dumps(AppValue()))
 
-    # Not even hidden inside a value portable() lets through.
+    # Not even hidden inside a value snapshot() lets through.
     hidden = dt.datetime(2024, 1, 1, tzinfo=AppZone())
-    assert portable(hidden)
+    assert snapshot(hidden) is hidden
     with pytest.raises(pickle.UnpicklingError, match="AppZone is not allowed"):
         load(pickle.dumps(hidden))
 

@@ -116,6 +116,21 @@ def test_parameters_that_cannot_cross_processes_are_skipped_and_counted(shadow_r
     assert report.compared == 0
 
 
+def test_the_shadow_runs_with_the_values_bound_even_if_the_app_reuses_them(shadow_router):
+    """The job leaves later, from another thread: a list changed after the query is not seen."""
+    router = shadow_router()
+    assert len(read(router)) == 20  # the sender is up and polling: it picks jobs up later
+    assert router.shadow_flush(30)
+    ids = [1, 2]
+    with router.session("user-1") as session:
+        rows = session.execute(text("select id from items where id = any(:ids)"), {"ids": ids})
+        assert sorted(r.id for r in rows) == [1, 2]
+        ids.extend([3, 4])  # as soon as the read returned
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert (report.compared, report.mismatched) == (2, 0)
+
+
 def test_rows_that_cannot_be_copied_are_counted_and_the_sender_goes_on(
     shadow_router, monkeypatch, caplog
 ):

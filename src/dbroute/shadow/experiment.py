@@ -19,7 +19,6 @@ come back with both results and are judged here, on a small thread pool.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import logging
@@ -33,7 +32,7 @@ from dbroute.forking import on_fork_in_child, renewed_event
 from dbroute.settings import RoutingSettings
 from dbroute.shadow.capture import cells
 from dbroute.shadow.hooks import install, uninstall
-from dbroute.shadow.job import Comparator, job_message, portable
+from dbroute.shadow.job import Comparator, NotPortable, job_message, snapshot
 from dbroute.shadow.judge import Judgement
 from dbroute.shadow.local_judge import LocalJudge
 from dbroute.shadow.process import WorkerProcess
@@ -195,6 +194,11 @@ class ShadowReads:
         The caller's path ends here: copying the primary's cells and pickling
         the job happen on the sender thread (:meth:`_encode`).
         """
+        try:
+            parameters = snapshot(parameters)  # also keeps application classes out of the worker
+        except NotPortable:
+            self._publisher.skipped("unsupported_parameters")
+            return
         if compare or self._compare:
             judge: str | None = "compare"
         else:
@@ -225,23 +229,24 @@ class ShadowReads:
         judge: str | None,
     ) -> bytes | None:
         """The job's frame (on the sender thread); ``None`` when it cannot go to the worker."""
-        data, reason = None, "unsupported_parameters"
-        if portable(parameters):  # keeps application classes out of the worker
-            try:
-                raw = cells(primary)
-            except Exception:  # the hook's own failure, as on the caller's path
-                log.exception("shadow read: could not copy the primary's rows; read not shadowed")
-                raw, reason = None, "hook_failed"
-            if raw is not None:  # a parameter pickle cannot carry: not shadowed either
-                with contextlib.suppress(Exception):
-                    message = job_message(
-                        job_id, target, sql, parameters, raw, primary_seconds, judge
-                    )
-                    data = frame(message, job_id)
-        if data is None:
-            self._forget(job_id)
-            self.skipped(reason)
-        return data
+        try:
+            raw = cells(primary)
+        except Exception:  # the hook's own failure, as on the caller's path
+            log.exception("shadow read: could not copy the primary's rows; read not shadowed")
+            self._not_sent(job_id, "hook_failed")
+            return None
+        try:
+            return frame(
+                job_message(job_id, target, sql, parameters, raw, primary_seconds, judge), job_id
+            )
+        except Exception:  # a parameter pickle cannot carry: not shadowed, counted
+            self._not_sent(job_id, "unsupported_parameters")
+            return None
+
+    def _not_sent(self, job_id: int, reason: str) -> None:
+        """Count a queued read that will not reach the worker; it is no longer in flight."""
+        self._forget(job_id)
+        self.skipped(reason)
 
     def _after_fork(self) -> None:
         # The reads in flight are the parent's: its worker answers them, not ours.

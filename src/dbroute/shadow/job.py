@@ -20,9 +20,10 @@ __all__ = [
     "OPT_IGNORE",
     "OPT_OUT",
     "Comparator",
+    "NotPortable",
     "ShadowJob",
     "job_message",
-    "portable",
+    "snapshot",
 ]
 
 #: ``execution_options(dbroute_shadow=False)``: never shadow this statement.
@@ -83,21 +84,36 @@ _SCALARS = frozenset(
 )
 
 
-def portable(value: Any) -> bool:
-    """Whether ``value`` (bind parameters) can go to the worker as it is.
+class NotPortable(Exception):  # noqa: N818 - a reason, not an error: becomes a "skipped" count
+    """Bind parameters the worker process could not read as they are."""
+
+
+def snapshot(value: Any) -> Any:
+    """``value`` (bind parameters) as it is now, for the worker; raises :class:`NotPortable`.
 
     The built-in types psycopg adapts, lists, tuples and dicts of them, and
     psycopg's JSON wrappers. Anything else (an application's own class, even
     with a psycopg dumper registered) would make the worker import the
     application's module to read it: such reads are not shadowed.
+
+    Containers are copied (scalars are immutable): the job is pickled later,
+    on another thread, and the application may change a list it bound once
+    the query has run; the shadow must run with the values the primary saw.
     """
     kind = type(value)
     if kind in _SCALARS:
-        return True
-    if kind is list or kind is tuple:
-        return all(portable(item) for item in value)
+        return value
+    if kind is list:
+        return [snapshot(item) for item in value]
+    if kind is tuple:
+        return tuple([snapshot(item) for item in value])
     if kind is dict:
-        return all(type(k) is str and portable(v) for k, v in value.items())
-    if kind is Json or kind is Jsonb:
-        return value.dumps is None and portable(value.obj)
-    return False
+        copied = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotPortable
+            copied[key] = snapshot(item)
+        return copied
+    if (kind is Json or kind is Jsonb) and value.dumps is None:
+        return kind(snapshot(value.obj))
+    raise NotPortable
