@@ -164,7 +164,7 @@ class WorkerProcess:
         if not frames:
             return
         fd = self._fd if self._fd is not None else self._start()
-        if fd is None or not _write_blocking(fd, b"".join(frames)):
+        if fd is None or not _write_blocking(fd, b"".join(frames), lambda: self._closed):
             with self._lock:
                 self._fd = None
             self._lost(ids)
@@ -290,14 +290,20 @@ def _release_in_child(*pipes: IO[bytes] | None) -> None:
     os.close(null)
 
 
-def _write_blocking(fd: int, data: bytes) -> bool:
-    """Write all of ``data`` to the non-blocking ``fd``, waiting; ``False`` if the pipe broke."""
+def _write_blocking(fd: int, data: bytes, stopping: Callable[[], bool]) -> bool:
+    """Write all of ``data`` to the non-blocking ``fd``, waiting; ``False`` if the pipe broke.
+
+    Gives up as soon as ``stopping()`` says so: :meth:`WorkerProcess.close`
+    waits for that before it closes ``fd``, whose number could then be reused.
+    """
     view = memoryview(data)
     while view:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
             select.select([], [fd], [], 1.0)
+            if stopping():
+                return False
         except (OSError, ValueError):  # closed under us: the worker is gone or stopping
             return False
     return True
