@@ -7,6 +7,9 @@ captured table (trigger, collect, mirror to the secondary, confirm).
 
     python benchmarks/bench_dualwrite.py [--rounds 7] [--block 200] [--seconds 3] [--durable]
 
+``--linguistic`` creates both databases with ICU's en-US collation, as RDS
+creates them with en_US.UTF-8 (the test servers default to ``C``).
+
 ``--durable`` turns ``fsync``, ``synchronous_commit`` and ``full_page_writes``
 back on for both test servers (they run without them for speed), as Neon and
 RDS do: every commit then waits for its WAL flush.
@@ -124,11 +127,19 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--durable", action="store_true", help="production durability settings")
+    parser.add_argument(
+        "--linguistic",
+        action="store_true",
+        help="databases with a linguistic default collation (ICU en-US), as RDS's en_US.UTF-8",
+    )
     args = parser.parse_args()
     with start_server_pair() as servers:
         if args.durable:
             make_durable(servers)
-        databases = create_database_pair(servers, prefix="bench")
+        options = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        databases = create_database_pair(
+            servers, prefix="bench", options=options if args.linguistic else ""
+        )
         try:
             urls = {"neon_url": databases.neon_url, "rds_url": databases.rds_url}
             with (

@@ -8,10 +8,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from tests.dualwrite.support import assert_converged, create_schema, write
 
+from dbroute import Router, RoutingSettings
 from dbroute.cli import main
 from dbroute.dualwrite.journal import backlog, pending_keys
 from dbroute.errors import DualWriteNotSetUpError, DualWriteSetupError
 from dbroute.target import Target
+from dbroute.testing import create_database_pair, drop_database_pair
 
 
 def _triggers(router, target):
@@ -132,6 +134,21 @@ drop function dbroute.collect(integer);
 create function dbroute.collect(max_rows integer default null) returns jsonb
 language sql as $$ select '[]'::jsonb $$;
 create index journal_xid on dbroute.journal (xid);
+alter table dbroute.journal
+    alter column kind type text collate "default",
+    alter column table_schema type text collate "default",
+    alter column table_name type text collate "default",
+    alter column pk type text[] collate "default";
+"""
+_NEON_ENTRY = """
+insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
+values ('change', 'public', 'kv', array['99'], pg_current_xact_id())
+"""
+_KEY_COLLATIONS = """
+select attname, collname from pg_attribute join pg_collation c on c.oid = attcollation
+where attrelid = 'dbroute.journal'::regclass
+  and attname in ('kind', 'table_schema', 'table_name', 'pk')
+order by 1
 """
 
 
@@ -139,6 +156,8 @@ def test_setup_upgrades_an_earlier_installation(dual_router):
     for target in Target:
         with dual_router.engine(target).begin() as conn:
             conn.exec_driver_sql(_PREVIOUS_INSTALL)
+    with dual_router.engine(Target.NEON).begin() as conn:
+        conn.exec_driver_sql(_NEON_ENTRY)
     dual_router.setup()
     for target in Target:
         with dual_router.engine(target).connect() as conn:
@@ -146,7 +165,50 @@ def test_setup_upgrades_an_earlier_installation(dual_router):
                 text("select indexname from pg_indexes where tablename = 'journal' order by 1")
             ).scalars()
             assert list(indexes) == ["journal_change_xid", "journal_intent_xid", "journal_pkey"]
+            # The key columns compare byte-wise now, and the entry made before is kept.
+            assert [tuple(r) for r in conn.execute(text(_KEY_COLLATIONS))] == [
+                ("kind", "C"),
+                ("pk", "C"),
+                ("table_name", "C"),
+                ("table_schema", "C"),
+            ]
+            entries = "select count(*) from dbroute.journal where pk = array['99']"
+            assert conn.execute(text(entries)).scalar_one() == (target is Target.NEON)
     write(dual_router, "u", "insert into kv values (1, 1)")
     with dual_router.engine(Target.RDS).connect() as conn:
         assert conn.execute(text("select v from kv where k = 1")).scalar_one() == 1
     assert_converged(dual_router)
+
+
+# RDS creates databases with a linguistic collation (en_US.UTF-8); ICU's en-US
+# orders text the same way, and differently from the journal's "C".
+_LINGUISTIC = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+
+
+def test_dual_write_in_databases_with_a_linguistic_collation(dbroute_servers):
+    try:
+        databases = create_database_pair(dbroute_servers, prefix="icu", options=_LINGUISTIC)
+    except Exception as exc:  # a server built without ICU
+        pytest.skip(f"no ICU collation on these servers: {exc}")
+    router = Router(
+        RoutingSettings(
+            neon_url=databases.neon_url,
+            rds_url=databases.rds_url,
+            dual_write=True,
+            dual_write_max_rows=1,  # so the transaction below is left to replay
+        )
+    )
+    try:
+        create_schema(router)
+        router.setup()
+        names = ["b", "B", "a", "Z", "é", "e", "ä", "10", "9"]  # C and en-US disagree on order
+        inserts = [f"insert into counters values ('{n}', {i})" for i, n in enumerate(names)]
+        write(router, "u", *inserts)
+        with router.engine(Target.NEON).connect() as conn:
+            assert backlog(conn) == len(names)
+        # Batches of two: replay's keyset pagination walks the journal in its index order.
+        assert router.replay(batch_size=2).replayed == len(names)
+        assert_converged(router)
+    finally:
+        router.dispose()
+        drop_database_pair(dbroute_servers, databases)

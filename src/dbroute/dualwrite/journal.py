@@ -46,10 +46,10 @@ JOURNAL = f"{SCHEMA}.journal"
 
 JOURNAL_DDL = f"""
 create table if not exists {JOURNAL} (
-    kind         text        not null check (kind in ('change', 'intent')),
-    table_schema text        not null,
-    table_name   text        not null,
-    pk           text[]      not null,
+    kind         text collate "C"   not null check (kind in ('change', 'intent')),
+    table_schema text collate "C"   not null,
+    table_name   text collate "C"   not null,
+    pk           text[] collate "C" not null,
     xid          xid8        not null,
     created_at   timestamptz not null default clock_timestamp(),
     attempts     integer     not null default 0,
@@ -63,6 +63,24 @@ create table if not exists {JOURNAL} (
 create index if not exists journal_change_xid on {JOURNAL} (xid) where kind = 'change';
 create index if not exists journal_intent_xid on {JOURNAL} (xid) where kind = 'intent';
 drop index if exists {SCHEMA}.journal_xid;
+-- The key columns compare byte-wise (COLLATE "C"): nothing here needs a
+-- linguistic order, and a database's own collation (en_US.UTF-8 on RDS by
+-- default) makes every journal write and key lookup pay for one (~10 us per
+-- entry written and deleted, measured with ICU's en-US). Journals made before
+-- this are converted once; their indexes are rebuilt, under a short lock.
+do $$
+begin
+    if exists (select 1 from pg_attribute
+               where attrelid = '{JOURNAL}'::regclass
+                 and attname in ('kind', 'table_schema', 'table_name', 'pk')
+                 and attcollation <> 'pg_catalog."C"'::regcollation) then
+        alter table {JOURNAL}
+            alter column kind type text collate "C",
+            alter column table_schema type text collate "C",
+            alter column table_name type text collate "C",
+            alter column pk type text[] collate "C";
+    end if;
+end $$;
 """
 
 

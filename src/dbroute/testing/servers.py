@@ -154,13 +154,17 @@ def start_server_pair(*, allow_pgserver: bool = True) -> Iterator[ServerPair]:
         yield pair
 
 
-def create_database_pair(pair: ServerPair, prefix: str = "t") -> DatabasePair:
-    """Create one empty database with the same fresh name on both servers."""
+def create_database_pair(pair: ServerPair, prefix: str = "t", options: str = "") -> DatabasePair:
+    """Create one empty database with the same fresh name on both servers.
+
+    ``options`` go after ``CREATE DATABASE name``, e.g. RDS's default
+    collation: ``TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'``.
+    """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     databases = DatabasePair(pair.neon.url_for(name), pair.rds.url_for(name), name)
     try:
         for server in (pair.neon, pair.rds):
-            _admin(server.url, f'CREATE DATABASE "{name}"')
+            _admin(server.url, f'CREATE DATABASE "{name}" {options}')
     except BaseException:
         drop_database_pair(pair, databases)  # the one already created must not linger
         raise
