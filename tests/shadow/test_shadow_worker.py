@@ -131,6 +131,21 @@ def test_the_shadow_runs_with_the_values_bound_even_if_the_app_reuses_them(shado
     assert (report.compared, report.mismatched) == (2, 0)
 
 
+def test_a_burst_goes_out_in_bounded_batches_and_nothing_is_lost(shadow_router, monkeypatch):
+    """Reads queue faster than one write takes them (8 here): every one is still compared."""
+    from dbroute.shadow import process
+
+    monkeypatch.setattr(process, "_BATCH", 8)
+    router = shadow_router(shadow_queue_size=5_000)
+    reads = 300
+    with router.session("user-1") as session:
+        for n in range(reads):
+            session.execute(text("select :n as n"), {"n": n}).all()
+    assert router.shadow_flush(60)
+    report = router.shadow_report()
+    assert (report.compared, report.mismatched, report.dropped) == (reads, 0, 0)
+
+
 def test_rows_that_cannot_be_copied_are_counted_and_the_sender_goes_on(
     shadow_router, monkeypatch, caplog
 ):

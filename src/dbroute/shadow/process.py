@@ -56,6 +56,8 @@ _Job = tuple[int, Callable[[], "bytes | None"]]
 #: How often the sender looks for jobs while busy, and after how long idle it sleeps.
 _POLL = 0.02
 _IDLE_AFTER = 1.0
+#: Jobs per write at most: a burst is sent in pieces, not held in one buffer.
+_BATCH = 256
 
 
 class WorkerProcess:
@@ -150,7 +152,7 @@ class WorkerProcess:
         ids: list[int] = []
         frames: list[bytes] = []
         outbox = self._outbox
-        while outbox:
+        while outbox and len(frames) < _BATCH:
             job_id, encode = outbox.popleft()
             try:
                 data = encode()
