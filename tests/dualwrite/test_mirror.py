@@ -345,7 +345,7 @@ def test_confirmations_never_wait_for_a_locked_intent_entry(dual_router):
     with engine.connect() as holder, holder.begin(), engine.connect() as conn:
         holder.execute(text("select 1 from dbroute.journal where xid = '7' for update"))
         conn.execute(text("set local lock_timeout = '5s'"))  # waiting would fail, not hang
-        conn.execute(text("select dbroute.apply('[]', null, false, '{7,8}')"))
+        conn.execute(text("select dbroute.confirm('{7,8}')"))
         assert conn.execute(text(intents)).scalar_one() == 1  # 8 gone, 7 skipped
         conn.commit()
 

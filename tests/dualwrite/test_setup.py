@@ -37,9 +37,11 @@ def test_setup_is_idempotent_and_teardown_removes_everything(dual_router):
     ].index("public.entries")  # parents before children
     assert _triggers(dual_router, Target.NEON) == 5 * 4
     dual_router.teardown()
+    functions = "select count(*) from pg_proc where pronamespace = 'dbroute'::regnamespace"
     for target in Target:
         assert _triggers(dual_router, target) == 0
         with dual_router.engine(target).connect() as conn:
+            assert conn.execute(text(functions)).scalar_one() == 0
             assert backlog(conn) == 0
             assert pending_keys(conn, "public", "kv") == set()
 
@@ -134,6 +136,11 @@ drop function dbroute.collect(integer);
 create function dbroute.collect(max_rows integer default null) returns jsonb
 language sql as $$ select '[]'::jsonb $$;
 create index journal_xid on dbroute.journal (xid);
+drop function dbroute.apply(jsonb, xid8, boolean, boolean);
+create function dbroute.apply(payload jsonb, origin_xid xid8 default null,
+                              force boolean default false, confirmed xid8[] default null,
+                              dedicated boolean default false)
+returns integer language sql as $$ select 0 $$;
 alter table dbroute.journal
     alter column kind type text collate "default",
     alter column table_schema type text collate "default",

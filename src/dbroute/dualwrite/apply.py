@@ -44,7 +44,7 @@ __all__ = ["MirrorError", "Secondary", "describe_error"]
 
 log = logging.getLogger("dbroute.dualwrite")
 
-_APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, null, true)"
+_APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, true)"
 # The xids whose entries were locked come back, to be tried again.
 _CONFIRM = text("select cast(dbroute.confirm(cast(:xids as xid8[])) as text[])")
 #: Seconds between background deletions of confirmed intent entries.

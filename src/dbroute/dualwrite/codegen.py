@@ -256,13 +256,13 @@ end $fn$;
 -- upserts parents first; capture, application triggers and foreign-key checks
 -- silenced (session_replication_role = replica) where the role may set it.
 -- origin_xid: first record an 'intent' entry per key (see journal.py).
--- confirmed: writers' transactions that committed: their intents go.
 -- dedicated: a connection used only for mirroring, so the settings persist.
 -- Unless force, raise DBR01 when this database's journal holds an unmirrored
 -- change of one of the keys: both sides changed it since they were in sync.
+-- (Confirmations are dbroute.confirm()'s; the former signature took them too.)
+drop function if exists dbroute.apply(jsonb, xid8, boolean, xid8[], boolean);
 create or replace function dbroute.apply(payload jsonb, origin_xid xid8 default null,
                                          force boolean default false,
-                                         confirmed xid8[] default null,
                                          dedicated boolean default false)
 returns integer language plpgsql as $fn$
 declare
@@ -336,10 +336,6 @@ begin
                 message = 'dbroute: write conflict: both databases changed the same rows',
                 detail = conflicts::text;
         end if;
-    end if;
-    -- Confirmations last (see dbroute.confirm: never waiting).
-    if confirmed is not null then
-        perform dbroute.confirm(confirmed);
     end if;
     return changed;
 end $fn$;

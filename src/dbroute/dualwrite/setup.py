@@ -61,7 +61,9 @@ where p.pronamespace = to_regnamespace('dbroute') and p.proname like 'dw\\_%'
 """
 _TEARDOWN = """
 drop function if exists dbroute.refuse_truncate();
+drop function if exists dbroute.apply(jsonb, xid8, boolean, boolean);
 drop function if exists dbroute.apply(jsonb, xid8, boolean, xid8[], boolean);
+drop function if exists dbroute.confirm(xid8[]);
 drop function if exists dbroute.collect();
 drop function if exists dbroute.collect(integer);
 drop function if exists dbroute.images(jsonb);
