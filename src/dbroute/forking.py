@@ -26,10 +26,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["fresh_pool_after_fork", "on_fork_in_child", "renewed_event"]
 
 T = TypeVar("T")
+E = TypeVar("E", Engine, AsyncEngine)
 
 
 def on_fork_in_child(obj: T, reset: Callable[[T], None]) -> None:
@@ -50,11 +52,16 @@ def on_fork_in_child(obj: T, reset: Callable[[T], None]) -> None:
     os.register_at_fork(after_in_child=in_child)
 
 
-def fresh_pool_after_fork(engine: Engine) -> Engine:
-    """``engine``, whose pool a forked child replaces with an empty one; returned for chaining."""
-    # close=False: the old pool's connections are the parent's; psycopg never
-    # closes a connection it collects in another process than its own.
-    on_fork_in_child(engine, lambda e: e.dispose(close=False))
+def fresh_pool_after_fork(engine: E) -> E:
+    """``engine`` (sync or asyncio), whose pool a forked child replaces with an empty one.
+
+    Returned for chaining.
+    """
+    # An AsyncEngine's pool is its sync engine's. close=False: the old pool's
+    # connections are the parent's; psycopg never closes a connection it
+    # collects in another process than its own.
+    sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    on_fork_in_child(sync, lambda e: e.dispose(close=False))
     return engine
 
 

@@ -319,9 +319,8 @@ def _engine(settings: RoutingSettings, target: Target) -> Engine:
 
 
 def _async_engine(settings: RoutingSettings, target: Target) -> AsyncEngine:
-    engine = create_async_engine(settings.url(target), **_engine_options(settings.pool(target)))
-    fresh_pool_after_fork(engine.sync_engine)
-    return engine
+    options = _engine_options(settings.pool(target))
+    return fresh_pool_after_fork(create_async_engine(settings.url(target), **options))
 
 
 def _engine_options(pool: PoolSettings) -> dict[str, Any]:

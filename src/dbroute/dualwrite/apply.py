@@ -123,8 +123,7 @@ class Secondary:
             },
         }
         self._engine: Engine = fresh_pool_after_fork(create_engine(url, **options))
-        self._async_engine: AsyncEngine = create_async_engine(url, **options)
-        fresh_pool_after_fork(self._async_engine.sync_engine)
+        self._async_engine: AsyncEngine = fresh_pool_after_fork(create_async_engine(url, **options))
         on_fork_in_child(self, Secondary._after_fork)
 
     def _after_fork(self) -> None:
