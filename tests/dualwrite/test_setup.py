@@ -91,11 +91,19 @@ def test_dual_write_without_setup_fails_loudly(make_router):
         assert conn.execute(text("select count(*) from t")).scalar_one() == 0
 
 
-def test_schema_drift_is_journaled_not_half_mirrored(dual_router):
+@pytest.mark.parametrize(
+    ("migration", "insert"),
+    [
+        ("alter table kv add column extra text default 'x'", "insert into kv values (1, 1)"),
+        ("alter table kv drop column v", "insert into kv values (1)"),
+    ],
+    ids=["column-added", "column-dropped"],
+)
+def test_schema_drift_is_journaled_not_half_mirrored(dual_router, migration, insert):
     with dual_router.engine(Target.NEON).begin() as conn:  # migration run on one side only
-        conn.execute(text("alter table kv add column extra text default 'x'"))
+        conn.execute(text(migration))
     with dual_router.session("u") as session, session.begin():
-        session.execute(text("insert into kv values (1, 1)"))
+        session.execute(text(insert))
     with dual_router.engine(Target.NEON).connect() as conn:
         assert pending_keys(conn, "public", "kv") == {("1",)}
         error = conn.execute(text("select last_error from dbroute.journal")).scalar_one()
@@ -104,7 +112,7 @@ def test_schema_drift_is_journaled_not_half_mirrored(dual_router):
     assert report.errors
     assert report.replayed == 0
     with dual_router.engine(Target.RDS).begin() as conn:  # the migration reaches RDS
-        conn.execute(text("alter table kv add column extra text default 'x'"))
+        conn.execute(text(migration))
     dual_router.setup()
     assert_converged(dual_router)
 
