@@ -330,6 +330,39 @@ def test_the_commit_path_probes_the_journal_by_key_whatever_the_backlog(dual_rou
         conn.rollback()
 
 
+_FEW_INTENTS = """
+insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
+select 'intent', 'public', 'kv', array[g::text], g::text::xid8 from generate_series(1, 40) g;
+"""
+_CONFIRM_FEW = "select dbroute.confirm(array(select g::text::xid8 from generate_series(1, 40) g))"
+_DEAD_INTENTS = """
+insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
+select 'intent', 'public', 'kv', array[g::text], '8'::xid8 from generate_series(1, 5000) g;
+delete from dbroute.journal where xid = '8';
+insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
+values ('intent', 'public', 'kv', '{1}', '7');
+"""
+
+
+def test_confirmations_find_intents_by_index_whatever_the_statistics(dual_router):
+    # A mirror connection plans confirm() once, maybe while the journal is empty,
+    # and keeps that plan; then the journal's pages fill with confirmed (dead)
+    # intents until autovacuum. A sequential scan per confirmed writer would
+    # read them all, for every commit mirrored.
+    engine = dual_router.engine(Target.RDS)
+    with engine.connect() as conn:
+        conn.exec_driver_sql(_FEW_INTENTS)  # confirmed, so planned, while it holds 40
+        conn.execute(text(_CONFIRM_FEW))
+        conn.commit()
+        with engine.begin() as other:
+            other.exec_driver_sql(_DEAD_INTENTS)
+        before = conn.execute(_JOURNAL_SCANS).scalar_one()
+        assert conn.execute(text("select cast(dbroute.confirm('{7}') as text[])")).scalar() == []
+        assert conn.execute(_JOURNAL_SCANS).scalar_one() == before
+        assert backlog(conn) == 0
+        conn.commit()
+
+
 def test_confirmations_never_wait_for_a_locked_intent_entry(dual_router):
     # A confirmation that waited would hold other keys' entries while its mirror
     # waits for its own: two mirrors could deadlock. Locked entries are skipped.

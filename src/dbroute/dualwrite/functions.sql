@@ -58,8 +58,11 @@ $$;
 -- `xid = any(array)` gets a generic plan that walks the primary key's whole
 -- 'intent' prefix, dead entries too. Returns the xids that still have
 -- entries (one was locked): the caller tries them again later.
+-- Index lookups only (enable_seqscan off): a mirror connection keeps the plans
+-- it made while the journal was small, and a sequential scan per confirmed
+-- writer would then read every dead intent until the next autovacuum.
 create or replace function dbroute.confirm(xids xid8[]) returns xid8[]
-language plpgsql as $$
+language plpgsql set enable_seqscan = off as $$
 declare
     done xid8;
     left_over xid8[] := '{}';
