@@ -28,14 +28,9 @@ the CPUs, so every round trip wakes a sleeping process and the two extra
 ones cost far more than on a network with servers of their own; and on a
 busy machine the plain commit gets *faster* (no idle CPU to wake) while
 dual-write's extra CPU competes with the load, so the ratio rises (4-5x).
-Three runs on a 2-vCPU machine with little other load (November 2026): plain 0.61-0.65 ms,
-dual-write 1.44-1.47 ms, ratio median 2.36x (spread 2.27-2.38x); floors
-1.19-1.21x (one round trip), 1.38-1.40x (two), 1.96-2.12x (copy the row);
-8 writers 0.55-0.60 of plain throughput. Before the tuning described in
-docs/dual-write.md#cost, interleaved runs gave 2.57x (2.51-2.72x) and
-0.40-0.45. On a slower machine (26 November 2026, plain 0.72-0.75 ms), with
-confirmations off the commit path and the conflict probe: median 2.30x over
-six runs (2.24-2.40x), copy floor 1.86-2.02x. The machine is shared and
+Sixteen runs on a 2-vCPU machine (26 November 2026, plain 0.62-0.69 ms):
+dual-write 2.12-2.27x, median 2.21x; copy floor 1.85-2.07x; 8 writers
+0.51-0.66 of plain (docs/dual-write.md#cost). The machine is shared and
 noisy: run it 2-3 times.
 """
 
