@@ -318,16 +318,18 @@ def test_the_commit_path_probes_the_journal_by_key_whatever_the_backlog(dual_rou
     with dual_router.engine(Target.NEON).connect() as conn, conn.begin():
         conn.execute(text("insert into kv values (1, 1)"))
         before = conn.execute(_JOURNAL_SCANS).scalar_one()
-        payload, keys, _ = conn.execute(text("select * from dbroute.collect(10000)")).one()
+        payload, keys, _, table = conn.execute(text("select * from dbroute.collect(10000)")).one()
         assert conn.execute(_JOURNAL_SCANS).scalar_one() == before
         conn.rollback()
     assert keys == 1
-    with dual_router.engine(Target.RDS).connect() as conn, conn.begin():
-        before = conn.execute(_JOURNAL_SCANS).scalar_one()
-        conn.execute(text("select dbroute.apply(cast(:p as jsonb))"), {"p": payload})
-        assert conn.execute(_JOURNAL_SCANS).scalar_one() == before
-        assert conn.execute(text("select v from kv where k = 1")).scalar_one() == 1
-        conn.rollback()
+    # The generic path, and the one-table path commits take.
+    for apply in ("dbroute.apply", f"dbroute.dw_apply_{table}"):
+        with dual_router.engine(Target.RDS).connect() as conn, conn.begin():
+            before = conn.execute(_JOURNAL_SCANS).scalar_one()
+            conn.execute(text(f"select {apply}(cast(:p as jsonb))"), {"p": payload})
+            assert conn.execute(_JOURNAL_SCANS).scalar_one() == before
+            assert conn.execute(text("select v from kv where k = 1")).scalar_one() == 1
+            conn.rollback()
 
 
 _FEW_INTENTS = """

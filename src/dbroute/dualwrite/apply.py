@@ -5,7 +5,10 @@ in autocommit mode, whose connections carry ``lock_timeout`` and
 ``statement_timeout`` (a cross-database lock wait cannot hang the app), a
 short connect timeout and ``tcp_user_timeout`` (a partitioned network cannot
 either). One mirror is one statement, ``select dbroute.apply(...)``: rows,
-deletions and the intent entries commit together on the secondary.
+deletions and the intent entries commit together on the secondary. A
+transaction that wrote one table calls that table's ``dbroute.dw_apply_<n>()``
+instead, which skips the dispatch; a database that numbers its tables
+otherwise refuses it, and the mirror falls back to ``dbroute.apply()``.
 
 After a failure the secondary is *paused* for ``dual_write_pause_ms``:
 commits journal straight away instead of paying a timeout each.
@@ -34,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dbroute.dualwrite.capture import Changes
+from dbroute.dualwrite.codegen import POSITION_DIFFERS
 from dbroute.dualwrite.conflicts import CONFLICT_SQLSTATE, Conflict, parse_conflicts
 from dbroute.errors import DualWriteError
 from dbroute.forking import fresh_pool_after_fork, on_fork_in_child, renewed_event
@@ -45,6 +49,11 @@ __all__ = ["MirrorError", "Secondary", "describe_error"]
 log = logging.getLogger("dbroute.dualwrite")
 
 _APPLY = "select dbroute.apply(%s::jsonb, %s::xid8, false, true)"
+# One table's payload: that table's function, with the position collect() found
+# on the other database (an int, never user input). Refused when this database
+# numbers its tables otherwise, or has no such function: then _APPLY.
+_APPLY_TABLE = "select dbroute.dw_apply_{table}(%s::jsonb, %s::xid8, false, true)"
+_NOT_THAT_TABLE = (POSITION_DIFFERS, "42883")  # 42883: undefined_function
 # The xids whose entries were locked come back, to be tried again.
 _CONFIRM = text("select cast(dbroute.confirm(cast(:xids as xid8[])) as text[])")
 #: Seconds between background deletions of confirmed intent entries.
@@ -76,6 +85,16 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
         primary = error.diag.message_primary or type(error).__name__
         return type(error).__name__, f"{error.sqlstate or 'error'}: {primary}"
     return type(error).__name__, f"{type(error).__name__}: {error}"
+
+
+def _statement(changes: Changes) -> str:
+    return _APPLY if changes.table is None else _APPLY_TABLE.format(table=int(changes.table))
+
+
+def _refused_table(exc: BaseException) -> bool:
+    """Whether the database numbers its tables otherwise (or lacks that function)."""
+    error = _driver_error(exc)
+    return isinstance(error, psycopg.Error) and error.sqlstate in _NOT_THAT_TABLE
 
 
 def _failure(exc: BaseException, origin: Target) -> MirrorError:
@@ -208,7 +227,9 @@ class Secondary:
         """Write ``changes`` (and their intent entries) in one statement; raise MirrorError."""
         self._check_pause()
         params = (changes.payload, changes.xid)
-        for attempt in (1, 2):
+        statement = _statement(changes)
+        reconnected = False
+        while True:
             try:
                 # The pooled driver connection itself: the least work per mirror.
                 raw = self._engine.raw_connection()
@@ -216,14 +237,18 @@ class Secondary:
                 raise self._failed(exc, origin) from exc
             try:
                 driver: Any = raw.driver_connection
-                driver.execute(_APPLY, params)
+                driver.execute(statement, params)
             except psycopg.Error as exc:
                 # A lock or statement timeout leaves a healthy connection; a lost one
                 # (the server restarted since it was pooled) is dropped and retried once.
                 broken = bool(driver.broken or driver.closed)
                 if broken:
                     raw.invalidate(exc)
-                if broken and attempt == 1:
+                if broken and not reconnected:
+                    reconnected = True
+                    continue
+                if statement != _APPLY and _refused_table(exc):
+                    statement = _APPLY
                     continue
                 raise self._failed(exc, origin) from exc
             finally:
@@ -234,13 +259,19 @@ class Secondary:
         """:meth:`apply` on the asyncio pool (called through the session's greenlet)."""
         self._check_pause()
         params = (changes.payload, changes.xid)
-        for attempt in (1, 2):
+        statement = _statement(changes)
+        reconnected = False
+        while True:
             try:
                 async with self._async_engine.connect() as connection:
-                    await connection.exec_driver_sql(_APPLY, params)
+                    await connection.exec_driver_sql(statement, params)
                 return
             except DBAPIError as exc:
-                if exc.connection_invalidated and attempt == 1:
+                if exc.connection_invalidated and not reconnected:
+                    reconnected = True
+                    continue
+                if statement != _APPLY and _refused_table(exc):
+                    statement = _APPLY
                     continue
                 raise self._failed(exc, origin) from exc
             except SQLAlchemyError as exc:

@@ -94,11 +94,14 @@ class Changes:
     table, with ``keys`` (every key concerned), ``rows`` (current images) and
     ``gone`` (keys whose row no longer exists); ``None`` when the transaction
     was too large to mirror and its keys stay journaled. ``rows`` counts the keys.
+    ``table``: the source's position of the only table written (``None`` for
+    several), whose ``dbroute.dw_apply_<table>()`` the mirror calls directly.
     """
 
     payload: str | None
     rows: int
     xid: str | None = None
+    table: int | None = None
 
     def __bool__(self) -> bool:
         return self.rows > 0
@@ -123,4 +126,5 @@ def collect(connection: Connection, max_rows: int | None = None) -> Changes:
         row = await_only(cursor.fetchone())
     else:
         row = driver.execute(_COLLECT, (max_rows,)).fetchone()
-    return Changes(row[0], row[1], row[2])
+    # Three columns until `dbroute setup` runs again after an upgrade: no direct path.
+    return Changes(row[0], row[1], row[2], row[3] if len(row) > 3 else None)

@@ -8,7 +8,9 @@ parent-first order (``dbroute.tables.ord``); setup drops and regenerates them
 all, so they always match the current schema.
 
 Per table ``n``: ``dw_capture_n`` (the capture trigger), ``dw_images_n``
-(row images of keys), ``dw_delete_n`` and ``dw_upsert_n`` (applying them).
+(row images of keys), ``dw_delete_n`` and ``dw_upsert_n`` (applying them),
+and ``dw_apply_n``: ``dbroute.apply()`` for a payload of that table alone,
+which the commit path calls directly (most transactions write one table).
 Dispatchers: ``dbroute.collect(max_rows)`` (the commit path on the primary:
 take the transaction's keys, return their images in one statement),
 ``dbroute.images(groups)`` (replay) and ``dbroute.apply(payload, ...)``.
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from dbroute.dualwrite.capture import CapturedTable
 from dbroute.sql import ident, literal
 
-__all__ = ["dispatchers_sql", "table_functions_sql"]
+__all__ = ["POSITION_DIFFERS", "dispatchers_sql", "table_functions_sql"]
 
 
 def _not_set_up(grp: str) -> str:
@@ -109,7 +111,8 @@ end $fn$;
 """
 
 
-def _upsert(table: CapturedTable, n: int) -> str:
+def _upsert_statements(table: CapturedTable, count: str) -> str:
+    """Upsert the images in variable ``rows`` into ``table``; ``count`` gets the row count."""
     columns = ", ".join(ident(c) for c in table.columns)
     # Every column reference qualified, the functions' variables preferred
     # (#variable_conflict): a column may be named like a variable (rows, keys).
@@ -120,36 +123,148 @@ def _upsert(table: CapturedTable, n: int) -> str:
     )
     action = f"update set {updates}" if updates else "nothing"
     # An array constructor of literals: no array-literal escaping to get wrong.
-    expected = "array[" + ", ".join(literal(c) for c in table.all_columns) + "]"
+    expected = "array[" + ", ".join(literal(c) for c in table.all_columns) + "]::text[]"
+    # Exactly the expected keys, as two plain expressions: listing the row's keys
+    # (a query) only to word the error.
     return f"""
-create function dbroute.dw_upsert_{n}(rows jsonb) returns integer language plpgsql as $fn$
-#variable_conflict use_variable
-declare
-    changed integer;
-    expected text[] := {expected}::text[];
-begin
-    -- Exactly the expected keys, as two plain expressions: listing the row's keys
-    -- (a query) only to word the error.
-    if not (rows->0 ?& expected and (rows->0) - expected = '{{}}') then
+    if not (rows->0 ?& {expected} and (rows->0) - {expected} = '{{}}') then
         raise exception using errcode = 'DBR03',
             message = format('dbroute: the columns of %s differ between the databases',
                              {literal(str(table))}),
             detail = format('source: %s; here: %s',
-                            array(select jsonb_object_keys(rows->0)), expected),
+                            array(select jsonb_object_keys(rows->0)), {expected}),
             hint = 'run the migration on both databases, then `dbroute setup`';
     end if;
     insert into {table.qualified} as t ({columns}) overriding system value
     select {selected} from jsonb_populate_recordset(null::{table.qualified}, rows) r
     on conflict ({keys}) do {action};
-    get diagnostics changed = row_count;
+    get diagnostics {count} = row_count;"""
+
+
+def _upsert(table: CapturedTable, n: int) -> str:
+    return f"""
+create function dbroute.dw_upsert_{n}(rows jsonb) returns integer language plpgsql as $fn$
+#variable_conflict use_variable
+declare
+    changed integer;
+begin{_upsert_statements(table, "changed")}
     return changed;
 end $fn$;
 """
 
 
+# --- blocks shared by dbroute.apply() and the per-table dw_apply_n() ------------
+
+_APPLY_SIGNATURE = """(payload jsonb, origin_xid xid8 default null,
+    force boolean default false, dedicated boolean default false)
+returns integer language plpgsql as $fn$"""
+
+_APPLY_SETTINGS = """
+    if current_setting('dbroute.applying', true) is distinct from 'on' then
+        perform set_config('dbroute.applying', 'on', not dedicated);
+    end if;
+    -- The writer forgets its keys once this commit is acknowledged: it must be
+    -- durable even where the server runs synchronous_commit = off.
+    if current_setting('synchronous_commit') <> 'on' then
+        perform set_config('synchronous_commit', 'on', not dedicated);
+    end if;
+    -- (Changing it flushes cached plans: a dedicated connection sets it once.)
+    if current_setting('session_replication_role') <> 'replica'
+       and current_setting('dbroute.replica_denied', true) is distinct from 'on' then
+        begin
+            perform set_config('session_replication_role', 'replica', not dedicated);
+        exception when insufficient_privilege then
+            -- foreign keys then rely on the parent-first order
+            perform set_config('dbroute.replica_denied', 'on', false);
+        end;
+    end if;
+    -- (No DISTINCT: collect's keys are unique; a duplicate would fail loudly.)
+    if origin_xid is not null then
+        insert into dbroute.journal as j (kind, table_schema, table_name, pk, xid)
+        select 'intent', x->>'schema', x->>'table',
+               array(select jsonb_array_elements_text(k)), origin_xid
+        from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k
+        on conflict (kind, table_schema, table_name, pk) do update
+            set xid = excluded.xid, created_at = excluded.created_at;
+    end if;"""
+
+_APPLY_CONFLICTS = """
+    -- One primary-key probe per key (LATERAL ... LIMIT 1): a join would let the
+    -- planner scan the whole journal, a backlog of any size, on every mirror.
+    -- Usually this database holds no committed change entry at all: one probe
+    -- of the primary key's 'change' prefix says so (ORDER BY ... LIMIT: that
+    -- index; EXISTS would drop both and may scan). After the writes: a local
+    -- writer of a key committed by then holds its entry, and is seen.
+    if not force then
+        select true into pending from dbroute.journal where kind = 'change'
+        order by kind, table_schema, table_name, pk limit 1;
+    end if;
+    if pending then
+        select jsonb_agg(distinct jsonb_build_object('schema', j.table_schema,
+                                                     'table', j.table_name, 'pk', to_jsonb(j.pk)))
+        into conflicts
+        from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k,
+             lateral (select * from dbroute.journal c
+                      where c.kind = 'change' and c.table_schema = x->>'schema'
+                        and c.table_name = x->>'table'
+                        and c.pk = array(select jsonb_array_elements_text(k))
+                      limit 1) j;
+        if conflicts is not null then
+            raise exception using errcode = 'DBR01',
+                message = 'dbroute: write conflict: both databases changed the same rows',
+                detail = conflicts::text;
+        end if;
+    end if;
+    return changed;
+end $fn$;
+"""
+
+#: SQLSTATE of dw_apply_n() given another table's payload (see _direct_apply).
+POSITION_DIFFERS = "DBR05"
+
+
+def _direct_apply(table: CapturedTable, n: int) -> str:
+    # What dbroute.apply() does for a payload of this one table, called straight
+    # by the client with the position collect() found on the other database: no
+    # lookup of the position, no dispatch, no nested call (-47 us a mirror).
+    # Both databases number their tables alike when set up alike; if not, this
+    # refuses the payload and the client falls back to dbroute.apply().
+    return f"""
+create function dbroute.dw_apply_{n}{_APPLY_SIGNATURE}
+#variable_conflict use_variable
+declare
+    rows jsonb := payload->0->'rows';
+    gone jsonb := payload->0->'gone';
+    one integer;
+    changed integer := 0;
+    pending boolean := false;
+    conflicts jsonb;
+begin
+    if jsonb_array_length(payload) <> 1
+       or payload->0->>'schema' is distinct from {literal(table.schema)}
+       or payload->0->>'table' is distinct from {literal(table.name)} then
+        raise exception using errcode = '{POSITION_DIFFERS}',
+            message = format('dbroute: rows of %s.%s sent to position {n}, which is %s here',
+                             payload->0->>'schema', payload->0->>'table', {literal(str(table))}),
+            hint = 'run `dbroute setup` (it numbers the tables of both databases alike)';
+    end if;{_APPLY_SETTINGS}
+    if jsonb_array_length(gone) > 0 then
+        changed := dbroute.dw_delete_{n}(gone);
+    end if;
+    if jsonb_array_length(rows) > 0 then{_upsert_statements(table, "one")}
+        changed := changed + one;
+    end if;{_APPLY_CONFLICTS}"""
+
+
 def table_functions_sql(table: CapturedTable, n: int) -> str:
-    """The four generated functions of ``table`` at position ``n``."""
-    return _capture(table, n) + _images(table, n) + _delete(table, n) + _upsert(table, n)
+    """The five generated functions of ``table`` at position ``n``."""
+    return (
+        _capture(table, n)
+        + _images(table, n)
+        + _delete(table, n)
+        + _upsert(table, n)
+        + _direct_apply(table, n)
+    )
 
 
 def _dispatch(count: int, call: str, ord_: str = "g.ord", grp: str = "g.grp") -> str:
@@ -187,19 +302,22 @@ def dispatchers_sql(tables: Sequence[CapturedTable]) -> str:
     return f"""
 -- Before the writer commits: take this transaction's change entries out of the
 -- journal and return the row images to mirror (payload, as dbroute.images()
--- builds it but with the tables in any order), the number of keys and the
--- transaction id: one statement for
+-- builds it but with the tables in any order), the number of keys, the
+-- transaction id and, when it wrote one table, that table's position (for
+-- dbroute.dw_apply_<position>() on the other database): one statement for
 -- the client, one pass over the entries. More than max_rows entries: leave
 -- them all in the journal (replay copies them in batches); payload is null.
 drop function if exists dbroute.collect(integer);
 create function dbroute.collect(max_rows integer default null,
-                                out payload text, out n_keys integer, out tx text)
+                                out payload text, out n_keys integer, out tx text,
+                                out single integer)
 language plpgsql as $fn$
 declare
     me xid8 := pg_current_xact_id_if_assigned();
     g record;
     part jsonb;
     result jsonb := '[]';
+    groups integer := 0;
 begin
     n_keys := 0;
     tx := me::text;
@@ -237,7 +355,12 @@ begin
         {images}
         result := result || jsonb_build_array(part);
         n_keys := n_keys + g.n;
+        groups := groups + 1;
+        single := g.ord;
     end loop;
+    if groups <> 1 then
+        single := null;
+    end if;
     payload := result::text;
 end $fn$;
 
@@ -266,10 +389,7 @@ end $fn$;
 -- change of one of the keys: both sides changed it since they were in sync.
 -- (Confirmations are dbroute.confirm()'s; the former signature took them too.)
 drop function if exists dbroute.apply(jsonb, xid8, boolean, xid8[], boolean);
-create or replace function dbroute.apply(payload jsonb, origin_xid xid8 default null,
-                                         force boolean default false,
-                                         dedicated boolean default false)
-returns integer language plpgsql as $fn$
+create or replace function dbroute.apply{_APPLY_SIGNATURE}
 declare
     ords integer[];
     grps jsonb[];
@@ -277,34 +397,7 @@ declare
     changed integer := 0;
     pending boolean := false;
     conflicts jsonb;
-begin
-    if current_setting('dbroute.applying', true) is distinct from 'on' then
-        perform set_config('dbroute.applying', 'on', not dedicated);
-    end if;
-    -- The writer forgets its keys once this commit is acknowledged: it must be
-    -- durable even where the server runs synchronous_commit = off.
-    if current_setting('synchronous_commit') <> 'on' then
-        perform set_config('synchronous_commit', 'on', not dedicated);
-    end if;
-    -- (Changing it flushes cached plans: a dedicated connection sets it once.)
-    if current_setting('session_replication_role') <> 'replica'
-       and current_setting('dbroute.replica_denied', true) is distinct from 'on' then
-        begin
-            perform set_config('session_replication_role', 'replica', not dedicated);
-        exception when insufficient_privilege then
-            -- foreign keys then rely on the parent-first order
-            perform set_config('dbroute.replica_denied', 'on', false);
-        end;
-    end if;
-    -- (No DISTINCT: collect's keys are unique; a duplicate would fail loudly.)
-    if origin_xid is not null then
-        insert into dbroute.journal as j (kind, table_schema, table_name, pk, xid)
-        select 'intent', x->>'schema', x->>'table',
-               array(select jsonb_array_elements_text(k)), origin_xid
-        from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k
-        on conflict (kind, table_schema, table_name, pk) do update
-            set xid = excluded.xid, created_at = excluded.created_at;
-    end if;
+begin{_APPLY_SETTINGS}
     if jsonb_array_length(payload) = 1 then
         -- One table, as most transactions: its position by primary key (the
         -- join and sorts below cost a mirror more than its upsert).
@@ -326,31 +419,4 @@ begin
             {upserts}
         end if;
     end loop;
-    -- One primary-key probe per key (LATERAL ... LIMIT 1): a join would let the
-    -- planner scan the whole journal, a backlog of any size, on every mirror.
-    -- Usually this database holds no committed change entry at all: one probe
-    -- of the primary key's 'change' prefix says so (ORDER BY ... LIMIT: that
-    -- index; EXISTS would drop both and may scan).
-    if not force then
-        select true into pending from dbroute.journal where kind = 'change'
-        order by kind, table_schema, table_name, pk limit 1;
-    end if;
-    if pending then
-        select jsonb_agg(distinct jsonb_build_object('schema', j.table_schema,
-                                                     'table', j.table_name, 'pk', to_jsonb(j.pk)))
-        into conflicts
-        from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k,
-             lateral (select * from dbroute.journal c
-                      where c.kind = 'change' and c.table_schema = x->>'schema'
-                        and c.table_name = x->>'table'
-                        and c.pk = array(select jsonb_array_elements_text(k))
-                      limit 1) j;
-        if conflicts is not null then
-            raise exception using errcode = 'DBR01',
-                message = 'dbroute: write conflict: both databases changed the same rows',
-                detail = conflicts::text;
-        end if;
-    end if;
-    return changed;
-end $fn$;
-"""
+{_APPLY_CONFLICTS}"""
