@@ -278,7 +278,11 @@ def test_row_images_are_read_by_primary_key_not_by_scanning(dual_router):
 
 def test_columns_named_like_the_generated_functions_variables(make_router):
     router = make_router(dual_write=True)
-    names = ("keys", "rows", "gone", "got", "expected", "changed", "one", "part", "result")
+    names = (
+        *("keys", "rows", "gone", "got", "expected", "changed", "one", "part", "result"),
+        *("payload", "origin_xid", "force", "dedicated", "pending", "conflicts", "ords"),
+        *("grps", "i", "g", "me", "groups", "only_table", "n_keys", "tx", "key_"),
+    )
     columns = ", ".join(f'"{name}" text' for name in names)
     create_schema(router, f"create table odd (key int primary key, {columns});")
     router.setup()
