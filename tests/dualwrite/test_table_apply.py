@@ -95,3 +95,20 @@ async def test_async_falls_back_too(dual_router):
     _nothing_journaled(dual_router)
     assert_converged(dual_router)
     await dual_router.adispose()
+
+
+_COLLECT_BEFORE_THE_UPGRADE = """
+alter function dbroute.collect(integer) rename to collect_now;
+create function dbroute.collect(max_rows integer default null,
+                                out payload text, out n_keys integer, out tx text)
+language sql as $$ select c.payload, c.n_keys, c.tx from dbroute.collect_now(max_rows) c $$;
+"""
+
+
+def test_a_setup_from_before_the_upgrade_takes_the_general_path(dual_router):
+    # Until `dbroute setup` runs again, collect() returns three columns.
+    with dual_router.engine(Target.NEON).begin() as conn:
+        conn.exec_driver_sql(_COLLECT_BEFORE_THE_UPGRADE)
+    write(dual_router, "u", "insert into kv values (1, 1)")
+    _nothing_journaled(dual_router)
+    assert_converged(dual_router)
