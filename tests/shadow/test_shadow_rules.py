@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import ProgrammingError
 
 from dbroute import Target
 from dbroute.errors import ShadowReadsDisabledError
@@ -54,6 +55,37 @@ def test_direct_engine_use_is_never_shadowed(shadow_router):
         conn.execute(text("select id from items"))
     assert router.shadow_flush(30)
     assert router.shadow_report().compared == 0
+
+
+def test_statements_on_the_session_connection_are_covered(shadow_router):
+    router = shadow_router()
+    with router.session("k") as session:
+        connection = session.connection()
+        connection.execute(text("select id from items where id < 5"))  # shadowed
+        # The driver's no-parameter path, shadowed too, and also without formatting
+        # (a parameter-less shadow would fail on the literal %).
+        no_parameters = {"no_parameters": True}
+        like = "select id from items where name like 'item-1%' order by id"
+        assert len(connection.exec_driver_sql(like, None, no_parameters).all()) == 11
+        connection.execute(text("update items set name = 'mine' where id = 1"))
+        session.execute(text("select id, name from items"))  # sees its own write: skipped
+        session.rollback()
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert (report.compared, report.mismatched, report.errors) == (2, 0, 0)
+    assert report.skipped == {"pending_writes": 1}
+
+
+def test_a_failing_read_raises_to_the_caller_as_without_shadowing(shadow_router):
+    router = shadow_router()
+    with router.session("k") as session:
+        with pytest.raises(ProgrammingError, match="no_such_table"):
+            session.execute(text("select id from no_such_table"))
+        session.rollback()
+        assert session.execute(text("select count(*) from items")).scalar_one() == 20
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert (report.compared, report.errors, report.skipped) == (1, 0, {})
 
 
 def test_per_statement_and_global_callables(shadow_router):
@@ -136,7 +168,7 @@ def test_orm_flush_marks_the_transaction_written(shadow_router):
 
     router = shadow_router()
     with router.session("k") as session:
-        session.get(Item, 1)  # shadowed: session.get goes through do_orm_execute
+        session.get(Item, 1)  # shadowed: session.get is a read like any other
         item = session.get(Item, 2)
         item.name = "renamed"
         session.scalars(select(Item).where(Item.id > 10)).all()  # autoflush first: skipped

@@ -1,7 +1,7 @@
 """Copy the primary's answer off the DBAPI cursor, as libpq holds it, without decoding it.
 
-The ``do_orm_execute`` hook (:mod:`dbroute.shadow.hooks`) takes libpq's result
-(``cursor.pgresult``) after the query ran and before SQLAlchemy reads a row;
+The dialect's ``do_execute`` hook (:mod:`dbroute.shadow.hooks`) takes libpq's
+result (``cursor.pgresult``) after the query ran and before SQLAlchemy reads a row;
 the shadow sender thread copies its :func:`cells` later, as raw bytes, so:
 
 * the caller's cursor is not touched: nothing is fetched, rewound or

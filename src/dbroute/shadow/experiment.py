@@ -105,7 +105,9 @@ class ShadowReads:
         from dbroute.router import INFO_TARGET
 
         experiment = cls(router.settings)
-        experiment._listeners = install(experiment, router.session_class, INFO_TARGET)
+        engines = [router.engine(t) for t in Target]
+        engines += [router.async_engine(t).sync_engine for t in Target]
+        experiment._listeners = install(experiment, router.session_class, engines, INFO_TARGET)
         return experiment
 
     # --- Scientist vocabulary ------------------------------------------------

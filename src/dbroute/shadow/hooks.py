@@ -1,37 +1,48 @@
-"""Where shadow reads hook into SQLAlchemy: Session events only, on the router's Session class.
+"""Where shadow reads hook into SQLAlchemy: the dialect's execute, for routed sessions.
 
-The router's Session class serves sync sessions and the sync session inside
-every ``AsyncSession`` alike, so one set of hooks covers both:
+Two kinds of events, both cheap on the caller's path:
 
-* ``do_orm_execute`` wraps every ``session.execute()`` (``select()``, ORM
-  queries, ``text()``, ``session.get()``, lazy loads): it runs the statement
-  (``invoke_statement``), then reads the SQL text the driver received from the
-  result's execution context, decides from that text, and for a sampled read
-  takes libpq's result off the DBAPI cursor (:func:`~dbroute.shadow.capture.take`)
-  and queues it for the worker process; nothing is copied here. The caller
-  gets the very result object SQLAlchemy produced.
-* ``after_flush`` and non-read statements mark the session's (outermost)
-  transaction as written; the next transaction starts clean.
-  Reads of a written transaction are not shadowed: they see their own writes.
+* Session ``after_begin`` (once per transaction, on the router's Session class,
+  which also serves the sync session inside every ``AsyncSession``) marks the
+  transaction's Connection as a routed session's, with its target.
+* Dialect ``do_execute`` and ``do_execute_no_params``, on the router's engines
+  (sync and asyncio), see every statement SQLAlchemy sends to the driver:
+  ``select()``, ORM queries, ``text()``, ``session.get()``, lazy loads, and
+  ``session.connection().execute()`` alike. In a routed transaction, a write
+  marks the transaction written; a sampled read is executed here (the event
+  may run the cursor itself), then libpq's result is taken off the DBAPI
+  cursor (:func:`~dbroute.shadow.capture.take`) and queued for the worker
+  process; nothing is copied or decoded here. ``do_executemany`` only marks
+  writes. The caller gets the result SQLAlchemy builds from that cursor, as
+  without shadowing. Reads of a written transaction are not shadowed: they
+  see their own writes.
 
-Not covered: statements run on ``session.connection().execute()`` or on the
-router's engines directly (they bypass ``do_orm_execute``); their writes are
-not seen either, so do not mix them with shadowed reads in one transaction.
-Nothing here raises into the caller: a failure counts as a skipped read.
+Why the dialect and not the Session's ``do_orm_execute`` (the first design):
+any ``do_orm_execute`` listener makes SQLAlchemy build an execution state
+for every session statement, sampled or not, and running the statement from
+it (``invoke_statement``) costs more again; a dialect event is one more call
+where the statement is sent anyway. An engine's ``after_cursor_execute``
+would be no cheaper: engine events make every new Connection join the
+engine's listeners (+28 µs a read measured with a listener doing nothing).
+See docs/shadow-reads.md#cost for the figures.
+
+Not covered: the router's engines used directly, outside a session (no
+session transaction marks them). Nothing here raises into the caller: a
+failure counts as a skipped read, and a statement not yet run is left to
+SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
-from enum import Enum
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine.interfaces import ExecutionContext
+from sqlalchemy.orm import Session, SessionTransaction
 
 from dbroute.shadow.capture import CaptureRefused, take
 from dbroute.shadow.job import OPT_COMPARE, OPT_IGNORE, OPT_OUT
@@ -41,19 +52,16 @@ from dbroute.target import Target
 if TYPE_CHECKING:
     from dbroute.shadow.experiment import ShadowReads
 
-__all__ = ["WRITTEN", "install", "uninstall"]
+__all__ = ["ROUTED", "WRITTEN", "install", "uninstall"]
 
 log = logging.getLogger("dbroute.shadow")
 
-#: ``Session.info`` key: the outermost transaction that wrote.
+#: ``Connection.info`` key: ``(transaction, target)`` of the routed session using it.
+ROUTED = "dbroute.shadow.routed"
+#: ``Connection.info`` key: the transaction that wrote.
 WRITTEN = "dbroute.shadow.written"
-
-
-class _Plan(Enum):
-    SKIP = "skip"  # not sampled, or never shadowed: no work at all
-    SHADOW = "shadow"  # sampled: run, check the SQL text, copy the rows
-    DECIDE_AFTER = "decide_after"  # run, then decide from the SQL text (seeded sampling)
-    WRITE = "write"  # run, then mark the transaction written
+# The statement was not shadowed: SQLAlchemy runs it, as if there were no hook.
+_NOT_RUN = False
 
 
 class _Hooks:
@@ -61,97 +69,121 @@ class _Hooks:
         self.experiment = experiment
         self.info_target = info_target
 
-    def after_flush(self, session: Session, _flush_context: UOWTransaction) -> None:
-        _mark_written(session)
-
-    def do_orm_execute(self, state: ORMExecuteState) -> Result[Any] | None:
-        session = state.session
+    def after_begin(
+        self, session: Session, _transaction: SessionTransaction, connection: Connection
+    ) -> None:
         target = session.info.get(self.info_target)
-        if not isinstance(target, Target):
-            return None  # not a routed session: leave it alone
-        plan = self._plan(state)
-        if plan is _Plan.SKIP:
-            return None  # SQLAlchemy runs the statement as if there were no hook
-        started = time.perf_counter()
-        result = state.invoke_statement()
-        elapsed = time.perf_counter() - started
-        if plan is _Plan.WRITE:  # after running: a first statement begins the transaction
-            _mark_written(session)
-            return result
+        if isinstance(target, Target):
+            # Marks by transaction object: the next one, on this pooled
+            # connection or any other, is not a routed session's until marked.
+            connection.info[ROUTED] = (connection.get_transaction(), target)
+
+    def do_executemany(
+        self, _cursor: Any, statement: str, parameters: Any, context: ExecutionContext
+    ) -> bool:
+        # Judged, never shadowed: one statement, many parameter sets, no one answer.
         try:
-            self._consider(session, state, result, target, elapsed, plan is _Plan.SHADOW)
+            if _routed(context) is not None:
+                kind = analyse(statement).kind
+                if kind is StatementKind.WRITE:
+                    _mark_written(context)
+                elif kind is StatementKind.READ and self.experiment.sampler.sampled(
+                    statement, parameters[0] if parameters else None
+                ):
+                    self.experiment.skipped("executemany")
+        except Exception:  # the caller's statement must run whatever the hook hit
+            log.exception("shadow read: could not judge a statement")
+        return _NOT_RUN
+
+    def do_execute(
+        self, cursor: Any, statement: str, parameters: Any, context: ExecutionContext
+    ) -> bool:
+        target = self._target(statement, parameters, context)
+        if target is None:
+            return _NOT_RUN
+        run = functools.partial(context.dialect.do_execute, cursor, statement, parameters, context)
+        return self._run_and_take(run, cursor, statement, parameters, context, target)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: ExecutionContext) -> bool:
+        # None, not SQLAlchemy's empty parameters: the shadow must not format the
+        # text either (a literal % stays as it is).
+        target = self._target(statement, None, context)
+        if target is None:
+            return _NOT_RUN
+        run = functools.partial(context.dialect.do_execute_no_params, cursor, statement, context)
+        return self._run_and_take(run, cursor, statement, None, context, target)
+
+    def _target(self, statement: str, parameters: Any, context: ExecutionContext) -> Target | None:
+        try:
+            return self._plan(statement, parameters, context)
+        except Exception:  # the caller's statement must run whatever the hook hit
+            log.exception("shadow read: could not judge a statement; read not shadowed")
+            self.experiment.skipped("hook_failed")
+            return None
+
+    def _run_and_take(
+        self,
+        run: Callable[[], None],
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext,
+        target: Target,
+    ) -> bool:
+        # The dialect's own execute, timed: the caller's errors reach SQLAlchemy
+        # unchanged, and the result stays on the cursor for SQLAlchemy to read.
+        started = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - started
+        try:
+            self._submit(cursor, statement, parameters, context, target, elapsed)
+        except CaptureRefused as refused:
+            self.experiment.skipped(refused.reason)
         except Exception:  # the caller's result must survive whatever the shadow hit
             log.exception("shadow read: could not prepare the shadow; read not shadowed")
             self.experiment.skipped("hook_failed")
-        return result
+        return True  # executed: SQLAlchemy does not run it again
 
-    def _plan(self, state: ORMExecuteState) -> _Plan:
-        """What can be decided before the statement runs."""
-        if state.is_select:  # the common case first
-            return self._sample()
-        statement = state.statement
-        if isinstance(statement, TextClause):
-            kind = analyse(statement.text).kind
-            if kind is StatementKind.READ:
-                return self._sample()
-            if kind is StatementKind.WRITE:
-                return _Plan.WRITE
-            if kind is not StatementKind.CONTROL:
-                self.experiment.skipped(kind.value)
-            return _Plan.SKIP
-        if state.is_insert or state.is_update or state.is_delete:
-            return _Plan.WRITE
-        return _Plan.DECIDE_AFTER  # DDL, functions...: only the compiled text tells
-
-    def _sample(self) -> _Plan:
-        early = self.experiment.sampler.decide_early()
-        if early is None:
-            return _Plan.DECIDE_AFTER
-        return _Plan.SHADOW if early else _Plan.SKIP
-
-    def _consider(
-        self,
-        session: Session,
-        state: ORMExecuteState,
-        result: Result[Any],
-        target: Target,
-        elapsed: float,
-        sampled: bool,
-    ) -> None:
-        raw = result if isinstance(result, CursorResult) else getattr(result, "raw", None)
-        if not isinstance(raw, CursorResult):
-            self.experiment.skipped("unsupported_result")
-            return
-        context = raw.context
-        sql: str = context.statement
-        info = analyse(sql)
+    def _plan(self, statement: str, parameters: Any, context: ExecutionContext) -> Target | None:
+        """The target whose read ``statement`` is to be shadowed, else ``None``."""
+        routed = _routed(context)
+        if routed is None:
+            return None  # not a routed session's transaction: leave it alone
+        info = analyse(statement)  # cached: SQLAlchemy renders the same texts again
         kind = info.kind
         if kind is StatementKind.WRITE:
-            _mark_written(session)
-            return
+            _mark_written(context)
+            return None
         if kind is StatementKind.CONTROL:
-            return
-        options = state.execution_options
-        reason = _skip_reason(kind, session, options, state.is_executemany)
-        if reason is not None:
-            self.experiment.skipped(reason)
-            return
-        parameters = context.parameters[0] if context.parameters else None
+            return None
         experiment = self.experiment
-        if not sampled and not experiment.sampler.sampled(sql, parameters):
-            return
+        if not experiment.sampler.sampled(statement, parameters):
+            return None
+        reason = _skip_reason(kind, _written(context), context.execution_options)
+        if reason is not None:
+            experiment.skipped(reason)
+            return None
         if not experiment.should_run(info):
             experiment.skipped("run_if")
-            return
-        try:
-            primary = take(raw.cursor, experiment.row_cap)
-        except CaptureRefused as refused:
-            experiment.skipped(refused.reason)
-            return
+            return None
+        return routed
+
+    def _submit(
+        self,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext,
+        target: Target,
+        elapsed: float,
+    ) -> None:
+        experiment = self.experiment
+        primary = take(cursor, experiment.row_cap)
+        options = context.execution_options
         experiment.submit(
             target,
-            sql,
-            parameters,
+            statement,
+            _plain(parameters),
             primary,
             elapsed,
             options.get(OPT_COMPARE),
@@ -159,28 +191,44 @@ class _Hooks:
         )
 
 
-def _mark_written(session: Session) -> None:
-    # The flag names the transaction that wrote: the next transaction, a new
-    # object, is clean without an event at every transaction end.
-    session.info[WRITTEN] = session.get_transaction()
+def _routed(context: ExecutionContext) -> Target | None:
+    """The target of the routed session whose transaction runs this statement, if any."""
+    connection = context.root_connection
+    transaction = connection.get_transaction()
+    if transaction is None:  # no session's (nor the dialect's first connection, which has no info)
+        return None
+    marked = connection.info.get(ROUTED)
+    if marked is None or marked[0] is not transaction:
+        return None
+    target: Target = marked[1]
+    return target
 
 
-def _written(session: Session) -> bool:
-    marked = session.info.get(WRITTEN)
-    return marked is not None and marked is session.get_transaction()
+def _mark_written(context: ExecutionContext) -> None:
+    connection = context.root_connection
+    connection.info[WRITTEN] = connection.get_transaction()
 
 
-def _skip_reason(
-    kind: StatementKind, session: Session, options: Any, executemany: bool
-) -> str | None:
+def _written(context: ExecutionContext) -> bool:
+    connection = context.root_connection
+    return connection.info.get(WRITTEN) is connection.get_transaction()
+
+
+def _plain(parameters: Any) -> Any:
+    # SQLAlchemy hands the driver an immutabledict when a statement has none: the
+    # worker gets plain containers only (job.snapshot).
+    if isinstance(parameters, Mapping) and type(parameters) is not dict:
+        return dict(parameters)
+    return parameters
+
+
+def _skip_reason(kind: StatementKind, written: bool, options: Mapping[str, Any]) -> str | None:
     if kind is not StatementKind.READ:
         return kind.value
     if options.get(OPT_OUT, True) is False:
         return "opted_out"
-    if _written(session):
+    if written:
         return "pending_writes"
-    if executemany:
-        return "executemany"
     if options.get("stream_results") or options.get("yield_per"):
         return "streaming"
     return None
@@ -190,14 +238,20 @@ _Listener = tuple[Any, str, Callable[..., Any]]
 
 
 def install(
-    experiment: ShadowReads, session_class: type[Session], info_target: str
+    experiment: ShadowReads,
+    session_class: type[Session],
+    engines: Iterable[Engine],
+    info_target: str,
 ) -> list[_Listener]:
-    """Attach the hooks to ``session_class``; returns what :func:`uninstall` removes."""
+    """Attach the hooks to ``session_class`` and ``engines``; :func:`uninstall` removes them."""
     hooks = _Hooks(experiment, info_target)
-    listeners: list[_Listener] = [
-        (session_class, "do_orm_execute", hooks.do_orm_execute),
-        (session_class, "after_flush", hooks.after_flush),
-    ]
+    listeners: list[_Listener] = [(session_class, "after_begin", hooks.after_begin)]
+    for engine in engines:
+        listeners += [
+            (engine, "do_execute", hooks.do_execute),
+            (engine, "do_execute_no_params", hooks.do_execute_no_params),
+            (engine, "do_executemany", hooks.do_executemany),
+        ]
     for target, name, function in listeners:
         event.listen(target, name, function)
     return listeners
