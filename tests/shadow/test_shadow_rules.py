@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from dbroute import Target
@@ -74,6 +74,22 @@ def test_statements_on_the_session_connection_are_covered(shadow_router):
     report = router.shadow_report()
     assert (report.compared, report.mismatched, report.errors) == (2, 0, 0)
     assert report.skipped == {"pending_writes": 1}
+
+
+def test_application_cursor_listeners_still_see_shadowed_reads(shadow_router):
+    router = shadow_router()
+    seen = []
+
+    @event.listens_for(router.engine(Target.NEON), "after_cursor_execute")
+    def observe(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, cursor.rowcount))
+
+    with router.session("k") as session:
+        assert router.target_for("k") is Target.NEON
+        assert len(session.execute(text("select id from items where id < 5")).all()) == 4
+    assert router.shadow_flush(30)
+    assert router.shadow_report().compared == 1
+    assert ("select id from items where id < 5", 4) in seen
 
 
 def test_a_failing_read_raises_to_the_caller_as_without_shadowing(shadow_router):
