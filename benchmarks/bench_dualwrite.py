@@ -28,9 +28,9 @@ the CPUs, so every round trip wakes a sleeping process and the two extra
 ones cost far more than on a network with servers of their own; and on a
 busy machine the plain commit gets *faster* (no idle CPU to wake) while
 dual-write's extra CPU competes with the load, so the ratio rises (4-5x).
-Fifteen runs on a 2-vCPU machine (26 November 2026, plain 0.58-0.68 ms):
-dual-write 2.08-2.33x, median 2.20x; copy floor 1.81-2.06x; 8 writers
-0.57-0.67 of plain (docs/dual-write.md#cost). The machine is shared and
+Twenty-three runs on a 2-vCPU machine (25-26 November 2026, plain 0.58-0.71 ms):
+dual-write 2.08-2.33x, median 2.18x; copy floor 1.81-2.06x; 8 writers
+0.49-0.67 of plain (docs/dual-write.md#cost). The machine is shared and
 noisy: run it 2-3 times.
 """
 
