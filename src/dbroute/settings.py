@@ -130,6 +130,11 @@ class RoutingSettings(BaseSettings):
     dual_write_max_rows: int = Field(
         10_000, ge=1, description="best-effort: larger transactions are left to replay"
     )
+    dual_write_notices: bool = Field(
+        True,
+        description="best-effort: capture triggers send row images to their writer as notices, "
+        "sparing each commit a round trip (never through a transaction pooler)",
+    )
     phase: Phase | None = Field(
         None, description="migration phase; implies rds_percent and dual_write (docs/runbook.md)"
     )

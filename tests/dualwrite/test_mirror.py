@@ -322,7 +322,8 @@ def test_the_commit_path_probes_the_journal_by_key_whatever_the_backlog(dual_rou
     with dual_router.engine(Target.NEON).connect() as conn, conn.begin():
         conn.execute(text("insert into kv values (1, 1)"))
         before = conn.execute(_JOURNAL_SCANS).scalar_one()
-        payload, keys, _, table = conn.execute(text("select * from dbroute.collect(10000)")).one()
+        collected = conn.execute(text("select * from dbroute.collect(10000)")).one()
+        payload, keys, table = collected.payload, collected.n_keys, collected.only_table
         assert conn.execute(_JOURNAL_SCANS).scalar_one() == before
         conn.rollback()
     assert keys == 1

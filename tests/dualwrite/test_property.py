@@ -1,5 +1,6 @@
 """Property: any interleaving of inserts, updates and deletes, written on either database,
-with secondary failures injected anywhere, converges after replay."""
+with secondary failures injected anywhere and writes undone by a savepoint, converges after
+replay; with commits mirrored from notices of row images or after collect()."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ ops = st.lists(
         st.integers(0, 2),
         st.integers(0, 99),
         st.booleans(),  # inject a failure of the mirror
+        st.booleans(),  # write in a savepoint rolled back (after its images were sent)
     ),
     max_size=15,
 )
@@ -43,7 +45,9 @@ def _reset(router) -> None:
 
 def _model(operations) -> dict[int, int]:
     rows: dict[int, int] = {}
-    for _, op, k, v, _ in operations:
+    for _, op, k, v, _, undone in operations:
+        if undone:
+            continue
         if op == "insert":
             rows.setdefault(k, v)
         elif op == "upsert" or (op == "update" and k in rows):
@@ -63,11 +67,15 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture
-def router(make_router):
+@pytest.fixture(params=[True, False], ids=["notices", "collect"])
+def router(make_router, request):
     """One router for all examples (a function-scoped fixture runs once per test)."""
     router = make_router(
-        dual_write=True, force_rds="on-rds", dual_write_pause_ms=0, dual_write_lock_timeout_ms=30
+        dual_write=True,
+        force_rds="on-rds",
+        dual_write_pause_ms=0,
+        dual_write_lock_timeout_ms=30,
+        dual_write_notices=request.param,
     )
     create_schema(router)
     router.setup()
@@ -80,15 +88,19 @@ def test_any_interleaving_with_failures_converges(router, operations, one_side):
     _reset(router)
     if one_side:
         operations = [(Target.NEON, *rest) for _, *rest in operations]
-    for side, op, k, v, fail in operations:
+    for side, op, k, v, fail, undone in operations:
         with (
             secondary_locked(router, side.other) if fail else nullcontext(),
             router.session(KEYS[side]) as session,
             session.begin(),
         ):
+            savepoint = session.begin_nested() if undone else None
             session.execute(text(SQL[op]), {"k": k, "v": v})
+            if savepoint is not None:
+                savepoint.rollback()
     report = router.replay()
-    event(f"conflicts: {bool(report.conflicts)}; failures: {any(f for *_, f in operations)}")
+    failures = any(fail for *_, fail, _ in operations)
+    event(f"conflicts: {bool(report.conflicts)}; failures: {failures}")
     if one_side:
         # A single primary: no conflicts, and exactly the model's rows on both sides.
         assert report.ok, report

@@ -16,6 +16,7 @@ the transaction's entries out of the journal and returns the rows to mirror.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,12 @@ from sqlalchemy.util import await_only
 from dbroute.sql import ident
 
 __all__ = [
+    "COLLECT",
     "TRIGGER_PREFIX",
     "CapturedTable",
     "Changes",
     "collect",
+    "collected",
     "install_triggers_sql",
 ]
 
@@ -102,13 +105,15 @@ class Changes:
     rows: int
     xid: str | None = None
     table: int | None = None
+    #: Notices of row images the transaction's capture triggers sent (-1: gave up).
+    notices: int = 0
 
     def __bool__(self) -> bool:
         return self.rows > 0
 
 
-# Text out: the images go to the secondary as they came, unparsed.
-_COLLECT = "select * from dbroute.collect(%s::integer)"
+#: Text out: the images go to the secondary as they came, unparsed.
+COLLECT = "select * from dbroute.collect(%s::integer)"
 
 
 def collect(connection: Connection, max_rows: int | None = None) -> Changes:
@@ -122,9 +127,17 @@ def collect(connection: Connection, max_rows: int | None = None) -> Changes:
     """
     driver: Any = connection.connection.driver_connection
     if connection.dialect.is_async:
-        cursor = await_only(driver.execute(_COLLECT, (max_rows,)))
+        cursor = await_only(driver.execute(COLLECT, (max_rows,)))
         row = await_only(cursor.fetchone())
     else:
-        row = driver.execute(_COLLECT, (max_rows,)).fetchone()
-    # Three columns until `dbroute setup` runs again after an upgrade: no direct path.
-    return Changes(row[0], row[1], row[2], row[3] if len(row) > 3 else None)
+        row = driver.execute(COLLECT, (max_rows,)).fetchone()
+    return collected(row)
+
+
+def collected(row: Sequence[Any]) -> Changes:
+    """:class:`Changes` from a row of ``dbroute.collect()``."""
+    # Fewer columns until `dbroute setup` runs again after an upgrade: no direct
+    # path, no notices.
+    return Changes(
+        row[0], row[1], row[2], row[3] if len(row) > 3 else None, row[4] if len(row) > 4 else 0
+    )

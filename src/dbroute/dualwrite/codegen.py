@@ -7,7 +7,8 @@ to cached plans. The functions are numbered by the table's position in the
 parent-first order (``dbroute.tables.ord``); setup drops and regenerates them
 all, so they always match the current schema.
 
-Per table ``n``: ``dw_capture_n`` (the capture trigger), ``dw_images_n``
+Per table ``n``: ``dw_capture_n`` (the capture trigger, which also sends the
+first statement's row images to a client that asked, see notices.py), ``dw_images_n``
 (row images of keys), ``dw_delete_n`` and ``dw_upsert_n`` (applying them),
 and ``dw_apply_n``: ``dbroute.apply()`` for a payload of that table alone,
 which the commit path calls directly (most transactions write one table).
@@ -23,7 +24,10 @@ from collections.abc import Sequence
 from dbroute.dualwrite.capture import CapturedTable
 from dbroute.sql import ident, literal
 
-__all__ = ["POSITION_DIFFERS", "dispatchers_sql", "table_functions_sql"]
+__all__ = ["NOTICE_SQLSTATE", "POSITION_DIFFERS", "dispatchers_sql", "table_functions_sql"]
+
+#: SQLSTATE of the notices carrying a statement's row images (see _notice).
+NOTICE_SQLSTATE = "DBR10"
 
 
 def _not_set_up(grp: str) -> str:
@@ -52,11 +56,90 @@ def _journal_insert(table: CapturedTable, source: str) -> str:
             where j.xid is distinct from excluded.xid;"""
 
 
+def _notice_group(table: CapturedTable, op: str) -> str:
+    """The SELECT (into ``total, grp``) of one statement's payload group, by ``op``."""
+    key = table.key_expression
+    head = f"'schema', {literal(table.schema)}, 'table', {literal(table.name)}"
+    if op == "INSERT":
+        return f"""select count(*)::integer, jsonb_build_object({head},
+                'keys', jsonb_agg(to_jsonb({key})), 'rows', jsonb_agg(to_jsonb(r)),
+                'gone', '[]'::jsonb)::text
+            into total, grp from dbroute_new r;"""
+    if op == "DELETE":
+        return f"""select count(*)::integer, jsonb_build_object({head},
+                'keys', jsonb_agg(to_jsonb({key})), 'rows', '[]'::jsonb,
+                'gone', jsonb_agg(to_jsonb({key})))::text
+            into total, grp from dbroute_old r;"""
+    # UPDATE: the new images; the old keys no new row has (a changed key) are gone.
+    gone = "coalesce((select jsonb_agg(to_jsonb(g.k)) from gone g), '[]')"
+    return f"""with gone as (select {key} as k from dbroute_old r
+                          except select {key} from dbroute_new r)
+            select count(*)::integer + (select count(*)::integer from gone),
+                jsonb_build_object({head},
+                'keys', jsonb_agg(to_jsonb({key})) || {gone},
+                'rows', jsonb_agg(to_jsonb(r)), 'gone', {gone})::text
+            into total, grp from dbroute_new r;"""
+
+
+def _notice(table: CapturedTable, n: int) -> str:
+    """Send the first statement's row images to the writer's own client (see notices.py)."""
+    groups = "\n".join(
+        f"""            {"if" if i == 0 else "elsif"} tg_op = '{op}' then
+                {_notice_group(table, op)}"""
+        for i, op in enumerate(("INSERT", "DELETE", "UPDATE"))
+    )
+    return f"""
+    -- Images for the writer's own client, when its connection asked for them
+    -- (dbroute.notify: the most rows to send), so that a commit can mirror
+    -- without waiting for collect(). Only a transaction's first statement
+    -- sends them (notice 1); a second statement, or a first one over the
+    -- limit, sends "2" (no images: the commit takes the usual path), the
+    -- others nothing. dbroute.notices holds the count: a savepoint rolled
+    -- back takes its part back with it. dbroute.notify = 'c0' or 'c1':
+    -- counted, not sent (collect() switches it, see there).
+    cap := current_setting('dbroute.notify', true);
+    if cap is null or cap = '' then
+        return null;
+    end if;
+    sent := coalesce(nullif(current_setting('dbroute.notices', true), ''), '0')::integer;
+    if sent >= 2 then
+        return null;
+    elsif left(cap, 1) = 'c' then  -- only counted: collect() sets the next transaction's mode
+        perform set_config('dbroute.notices', (sent + 1)::text, true);
+        return null;
+    end if;
+    grp := '';
+    if sent = 0 then
+        if tg_op = 'INSERT' then
+            select count(*)::integer into total from dbroute_new;
+        else
+            select count(*)::integer into total from dbroute_old;
+        end if;
+        if total = 0 then
+            return null;
+        elsif total > cap::integer then
+            sent := 1;
+        else
+{groups}
+            end if;
+        end if;
+    end if;
+    perform set_config('dbroute.notices', (sent + 1)::text, true);
+    -- The images in the detail: a client that logs notices logs their message.
+    raise notice using errcode = '{NOTICE_SQLSTATE}', detail = grp,
+        message = format('dbroute:%s:%s:%s:%s', sent + 1, {n}, total, pg_current_xact_id());"""
+
+
 def _capture(table: CapturedTable, n: int) -> str:
     key = table.key_expression
     new, old = f"select {key} as k from dbroute_new r", f"select {key} as k from dbroute_old r"
     return f"""
 create function dbroute.dw_capture_{n}() returns trigger language plpgsql as $fn$
+declare
+    cap text;
+    sent integer;
+    total integer;
+    grp text;
 begin
     if current_setting('dbroute.applying', true) = 'on' then
         return null;
@@ -64,7 +147,7 @@ begin
     if tg_op = 'INSERT' then{_journal_insert(table, new)}
     elsif tg_op = 'DELETE' then{_journal_insert(table, old)}
     else{_journal_insert(table, f"{new} union {old}")}
-    end if;
+    end if;{_notice(table, n)}
     return null;
 end $fn$;
 """
@@ -306,14 +389,15 @@ def dispatchers_sql(tables: Sequence[CapturedTable]) -> str:
 -- Before the writer commits: take this transaction's change entries out of the
 -- journal and return the row images to mirror (payload, as dbroute.images()
 -- builds it but with the tables in any order), the number of keys, the
--- transaction id and, when it wrote one table, that table's position (for
--- dbroute.dw_apply_<position>() on the other database): one statement for
+-- transaction id, when it wrote one table, that table's position (for
+-- dbroute.dw_apply_<position>() on the other database), and how many notices
+-- of row images its capture triggers sent (-1: gave up): one statement for
 -- the client, one pass over the entries. More than max_rows entries: leave
 -- them all in the journal (replay copies them in batches); payload is null.
 drop function if exists dbroute.collect(integer);
 create function dbroute.collect(max_rows integer default null,
                                 out payload text, out n_keys integer, out tx text,
-                                out only_table integer)
+                                out only_table integer, out notices integer)
 language plpgsql as $fn$
 declare
     me xid8 := pg_current_xact_id_if_assigned();
@@ -321,8 +405,25 @@ declare
     part jsonb;
     result jsonb := '[]';
     groups integer := 0;
+    mode text;
+    next_mode text;
 begin
     n_keys := 0;
+    notices := coalesce(nullif(current_setting('dbroute.notices', true), ''), '0')::integer;
+    -- A connection that asked for notices of row images (they spare a commit of
+    -- one statement a round trip) only counts statements after a transaction
+    -- that wrote in several ('c0': images nobody can use cost such a
+    -- transaction more than they save), and gets images again after two
+    -- transactions in a row wrote in one ('c0', 'c1', then the row limit).
+    mode := current_setting('dbroute.notify', true);
+    if notices > 0 and mode is not null and mode <> '' and max_rows is not null then
+        next_mode := case when notices > 1 then 'c0'
+                          when mode = 'c0' then 'c1'
+                          else max_rows::text end;
+        if next_mode <> mode then
+            perform set_config('dbroute.notify', next_mode, false);
+        end if;
+    end if;
     tx := me::text;
     if me is null then  -- the transaction wrote nothing
         payload := '[]';

@@ -8,7 +8,11 @@ same sync Session inside a greenlet, so both get it:
    user's transaction (its row locks held, so no other writer of those rows
    can commit in between);
 2. write them to the secondary in one autocommit statement that also records
-   an ``intent`` entry per key there;
+   an ``intent`` entry per key there. When the capture trigger already sent
+   the images as a notice (:mod:`dbroute.dualwrite.notices`), the mirror is
+   written from it at once while ``collect()`` runs meanwhile, as the check;
+   a check that fails journals the keys (same transaction) and leaves the
+   intent entries to replay;
 3. on failure, best-effort puts the keys back in the primary's journal (same
    transaction: committed with the write or not at all), strict raises
    :class:`~dbroute.errors.SecondaryWriteError` so nothing commits;
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -35,7 +41,9 @@ from dbroute.dualwrite.apply import MirrorError, Secondary
 from dbroute.dualwrite.capture import Changes, collect
 from dbroute.dualwrite.conflicts import report_conflicts
 from dbroute.dualwrite.journal import rejournal
+from dbroute.dualwrite.notices import PendingCollect, install, notices_of
 from dbroute.errors import DualWriteNotSetUpError, SecondaryWriteError, WriteConflictError
+from dbroute.poolers import transaction_pooler
 from dbroute.router import INFO_TARGET, Router
 from dbroute.target import Target
 from dbroute.telemetry import (
@@ -66,9 +74,27 @@ class DualWriter:
         # Strict mode mirrors every transaction, whatever its size.
         self._max_rows = None if self._strict else router.settings.dual_write_max_rows
         self.secondaries = {t: Secondary(router.settings, t) for t in Target}
+        #: Databases whose connections ask for notices of row images (notices.py):
+        #: best-effort mode with dual-write on from the start (a router that waits
+        #: for its phase would pay for images nobody uses), and never behind a
+        #: transaction pooler, where the switch would reach other clients.
+        settings = router.settings
+        self.notices = frozenset(
+            t
+            for t in Target
+            if settings.dual_write
+            and settings.dual_write_notices
+            and self._max_rows is not None
+            and transaction_pooler(settings.url(t)) is None
+        )
 
     def attach(self, session_class: type[Session]) -> None:
         """Hook the commit protocol on ``session_class`` (once per router)."""
+        limit = self._max_rows
+        if limit is not None:  # None in strict mode, which asks for no notices
+            for target in self.notices:
+                install(self._router.engine(target), limit)
+                install(self._router.async_engine(target).sync_engine, limit)
         event.listen(session_class, "after_begin", self._after_begin)
         event.listen(session_class, "before_commit", self._before_commit)
         event.listen(session_class, "after_commit", self._after_commit)
@@ -91,6 +117,9 @@ class DualWriter:
     ) -> None:
         # Only sessions that touched the database pay for dual-write at commit.
         session.info[_CONNECTION] = connection
+        notices = notices_of(connection)
+        if notices is not None:
+            notices.clear()
 
     def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:
@@ -108,28 +137,82 @@ class DualWriter:
         if connection is None:  # the transaction never touched the database
             return
         started = time.perf_counter()
+        notices = notices_of(connection)
+        sent = notices.single() if notices is not None else None
+        if sent is not None:
+            self._mirror_sent(session, connection, target, sent)
+        else:
+            self._collect_and_mirror(session, connection, target)
+        DUALWRITE_ADDED_LATENCY.record(time.perf_counter() - started, target_attributes(target))
+
+    def _collect_and_mirror(self, session: Session, connection: Connection, target: Target) -> None:
         changes = self._collect(connection, target)
         if not changes:
             return
-        secondary = self.secondaries[target.other]
-        attributes = target_attributes(target)
         if changes.payload is None:  # too large to mirror inline: replay copies it
-            DUALWRITE_JOURNALED.add(changes.rows, attributes)
+            DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))
             log.info("dual-write: %d rows left to replay (over %s)", changes.rows, self._max_rows)
             return
+        failure = self._mirror(connection, target, changes)
+        if failure is not None:
+            self._failed(connection, target, changes, failure)
+        else:
+            self._mirrored(session, target, changes)
+
+    def _mirror_sent(
+        self, session: Session, connection: Connection, target: Target, sent: Changes
+    ) -> None:
+        # The images the capture trigger sent go to the secondary at once;
+        # collect() runs on the primary meanwhile and says whether they are all.
+        with _set_up(target):
+            pending = PendingCollect(connection, self._max_rows)
+        try:
+            failure = self._mirror(connection, target, sent)
+        finally:
+            with _set_up(target):
+                changes = pending.result()
+        if failure is not None:
+            if changes:  # the keys the transaction really changed go back to the journal
+                self._failed(connection, target, changes, failure)
+            return
+        if _same(sent, changes):
+            self._mirrored(session, target, changes)
+            return
+        # A savepoint rolled back after its images were sent, or notices went
+        # missing: what the secondary got may not be what commits. Replay copies
+        # the primary's rows for the journaled keys, and for the intent entries
+        # left unconfirmed on the secondary.
+        if changes.payload is not None and changes:
+            rejournal(connection, changes.payload, "mirrored images differed from the commit")
+        DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))
+        log.info(
+            "dual-write: the images sent (%d keys) differ from the transaction's (%d keys, "
+            "%d notices): left to replay",
+            sent.rows,
+            changes.rows,
+            changes.notices,
+        )
+
+    def _mirror(
+        self, connection: Connection, target: Target, changes: Changes
+    ) -> MirrorError | None:
+        """Write ``changes`` to the secondary; the failure, counted, or ``None``."""
+        secondary = self.secondaries[target.other]
         try:
             if connection.dialect.is_async:
                 await_only(secondary.aapply(changes, target))
             else:
                 secondary.apply(changes, target)
         except MirrorError as failure:
-            DUALWRITE_SECONDARY_ERRORS.add(1, {**attributes, ATTR_ERROR_TYPE: failure.error_type})
+            attributes = {**target_attributes(target), ATTR_ERROR_TYPE: failure.error_type}
+            DUALWRITE_SECONDARY_ERRORS.add(1, attributes)
             report_conflicts(failure.conflicts)
-            self._failed(connection, target, changes, failure)
-        else:
-            DUALWRITE_MIRRORED.add(changes.rows, attributes)
-            session.info[_PENDING] = (secondary, changes.xid)
-        DUALWRITE_ADDED_LATENCY.record(time.perf_counter() - started, attributes)
+            return failure
+        return None
+
+    def _mirrored(self, session: Session, target: Target, changes: Changes) -> None:
+        DUALWRITE_MIRRORED.add(changes.rows, target_attributes(target))
+        session.info[_PENDING] = (self.secondaries[target.other], changes.xid)
 
     def _after_commit(self, session: Session) -> None:
         pending = session.info.pop(_PENDING, None)
@@ -140,15 +223,8 @@ class DualWriter:
     # --- steps -------------------------------------------------------------------
 
     def _collect(self, connection: Connection, target: Target) -> Changes:
-        try:
+        with _set_up(target):
             return collect(connection, self._max_rows)
-        except psycopg.Error as exc:
-            if exc.sqlstate in _NOT_SET_UP:
-                raise DualWriteNotSetUpError(
-                    f"dual-write is on but {target.value} is not set up for it: run "
-                    "`dbroute setup` (or router.setup()) once before enabling dual-write"
-                ) from None
-            raise
 
     def _failed(
         self, connection: Connection, target: Target, changes: Changes, failure: MirrorError
@@ -166,3 +242,26 @@ class DualWriter:
         payload = changes.payload or "[]"  # never None here: too-large changes are not mirrored
         rejournal(connection, payload, f"{secondary}: {failure.message}", conflicts)
         DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))
+
+
+@contextmanager
+def _set_up(target: Target) -> Iterator[None]:
+    """Turn ``collect()``'s error for a database without the setup into a clear one."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate in _NOT_SET_UP:
+            raise DualWriteNotSetUpError(
+                f"dual-write is on but {target.value} is not set up for it: run "
+                "`dbroute setup` (or router.setup()) once before enabling dual-write"
+            ) from None
+        raise
+
+
+def _same(sent: Changes, changes: Changes) -> bool:
+    """Whether the images sent are exactly the transaction's (see notices.py)."""
+    return (
+        changes.notices == 1
+        and changes.payload is not None
+        and (changes.rows, changes.xid, changes.table) == (sent.rows, sent.xid, sent.table)
+    )
