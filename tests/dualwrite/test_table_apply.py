@@ -13,6 +13,7 @@ from tests.dualwrite.support import assert_converged, create_schema, write
 from dbroute.dualwrite.codegen import POSITION_DIFFERS
 from dbroute.dualwrite.journal import backlog
 from dbroute.target import Target
+from dbroute.testing import libpq_url
 
 _POSITION = text("select ord from dbroute.tables where table_name = :t")
 _SIGNATURE = "(jsonb, xid8, boolean, boolean)"
@@ -116,3 +117,19 @@ def test_a_setup_from_before_the_upgrade_takes_the_general_path(make_router):
     write(router, "u", "insert into kv values (1, 1)")
     _nothing_journaled(router)
     assert_converged(router)
+
+
+def test_a_connection_that_prepared_collect_survives_a_new_setup(dual_router, dbroute_databases):
+    # A process still running the previous version prepared `select * from
+    # dbroute.collect(...)`: setup must not change its columns under it.
+    collect = "select * from dbroute.collect(%s::integer)"
+    with psycopg.connect(libpq_url(dbroute_databases.neon_url)) as conn:
+        conn.execute("insert into kv values (1, 1)")
+        before = conn.execute(collect, (10000,), prepare=True).fetchone()
+        conn.rollback()
+        dual_router.setup()
+        conn.execute("insert into kv values (1, 1)")
+        after = conn.execute(collect, (10000,), prepare=True).fetchone()
+        conn.rollback()
+    assert len(before) == len(after) == 4
+    assert (before[1], after[1]) == (1, 1)

@@ -26,7 +26,6 @@ from sqlalchemy.util import await_only
 from dbroute.sql import ident
 
 __all__ = [
-    "COLLECT",
     "TRIGGER_PREFIX",
     "CapturedTable",
     "Changes",
@@ -105,15 +104,15 @@ class Changes:
     rows: int
     xid: str | None = None
     table: int | None = None
-    #: Notices of row images the transaction's capture triggers sent (-1: gave up).
+    #: Statements the capture triggers counted, 2 meaning more (``collect_checked()``).
     notices: int = 0
 
     def __bool__(self) -> bool:
         return self.rows > 0
 
 
-#: Text out: the images go to the secondary as they came, unparsed.
-COLLECT = "select * from dbroute.collect(%s::integer)"
+# Text out: the images go to the secondary as they came, unparsed.
+_COLLECT = "select * from dbroute.collect(%s::integer)"
 
 
 def collect(connection: Connection, max_rows: int | None = None) -> Changes:
@@ -127,10 +126,10 @@ def collect(connection: Connection, max_rows: int | None = None) -> Changes:
     """
     driver: Any = connection.connection.driver_connection
     if connection.dialect.is_async:
-        cursor = await_only(driver.execute(COLLECT, (max_rows,)))
+        cursor = await_only(driver.execute(_COLLECT, (max_rows,)))
         row = await_only(cursor.fetchone())
     else:
-        row = driver.execute(COLLECT, (max_rows,)).fetchone()
+        row = driver.execute(_COLLECT, (max_rows,)).fetchone()
     return collected(row)
 
 

@@ -373,33 +373,32 @@ _GROUPS = """
         order by t.ord"""
 
 
-def dispatchers_sql(tables: Sequence[CapturedTable]) -> str:
-    """``dbroute.collect()``, ``images()`` and ``apply()`` for ``tables`` (in order)."""
-    count = len(tables)
-    images = _dispatch(count, "part := dbroute.dw_images_{n}({grp}->'keys');")
-    # apply walks the groups, fetched once in parents-first order, by index:
-    # backwards for deletes, forwards for upserts.
-    deletes = _dispatch(
-        count, "changed := changed + dbroute.dw_delete_{n}({grp}->'gone');", "ords[i]", "grps[i]"
-    )
-    upserts = _dispatch(
-        count, "changed := changed + dbroute.dw_upsert_{n}({grp}->'rows');", "ords[i]", "grps[i]"
-    )
+def _collect(name: str, images: str, *, notices_column: bool) -> str:
+    """``dbroute.<name>()``: collect(), with its count of notices as a column or not.
+
+    ``dbroute.collect()`` keeps its four columns: clients prepare it (psycopg
+    does after five runs), and a prepared statement whose function changes
+    its columns fails until the connection closes. Commits mirrored from
+    notices call ``dbroute.collect_checked()``, which adds the count.
+    """
+    notices_out = ", out notices integer" if notices_column else ""
+    notices_var = "" if notices_column else "\n    notices integer;"
     return f"""
 -- Before the writer commits: take this transaction's change entries out of the
 -- journal and return the row images to mirror (payload, as dbroute.images()
 -- builds it but with the tables in any order), the number of keys, the
--- transaction id, when it wrote one table, that table's position (for
--- dbroute.dw_apply_<position>() on the other database), and how many notices
--- of row images its capture triggers sent (-1: gave up): one statement for
--- the client, one pass over the entries. More than max_rows entries: leave
--- them all in the journal (replay copies them in batches); payload is null.
-drop function if exists dbroute.collect(integer);
-create function dbroute.collect(max_rows integer default null,
+-- transaction id and, when it wrote one table, that table's position (for
+-- dbroute.dw_apply_<position>() on the other database); collect_checked()
+-- also how many statements its capture triggers counted (0, 1, or 2 for
+-- more; see dw_capture_n): one statement for the client, one pass over the
+-- entries. More than max_rows entries: leave them all in the journal (replay
+-- copies them in batches); payload is null.
+drop function if exists dbroute.{name}(integer);
+create function dbroute.{name}(max_rows integer default null,
                                 out payload text, out n_keys integer, out tx text,
-                                out only_table integer, out notices integer)
+                                out only_table integer{notices_out})
 language plpgsql as $fn$
-declare
+declare{notices_var}
     me xid8 := pg_current_xact_id_if_assigned();
     g record;
     part jsonb;
@@ -468,6 +467,25 @@ begin
     payload := result::text;
 end $fn$;
 
+"""
+
+
+def dispatchers_sql(tables: Sequence[CapturedTable]) -> str:
+    """``dbroute.collect()``, ``images()`` and ``apply()`` for ``tables`` (in order)."""
+    count = len(tables)
+    images = _dispatch(count, "part := dbroute.dw_images_{n}({grp}->'keys');")
+    # apply walks the groups, fetched once in parents-first order, by index:
+    # backwards for deletes, forwards for upserts.
+    deletes = _dispatch(
+        count, "changed := changed + dbroute.dw_delete_{n}({grp}->'gone');", "ords[i]", "grps[i]"
+    )
+    upserts = _dispatch(
+        count, "changed := changed + dbroute.dw_upsert_{n}({grp}->'rows');", "ords[i]", "grps[i]"
+    )
+    collects = _collect("collect", images, notices_column=False) + _collect(
+        "collect_checked", images, notices_column=True
+    )
+    return f"""{collects}
 -- Row images of keys, read in the caller's transaction, parents first.
 -- groups: [{{"schema", "table", "keys": [[pk text...], ...]}}, ...]
 create or replace function dbroute.images(groups jsonb) returns jsonb

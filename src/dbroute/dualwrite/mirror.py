@@ -141,23 +141,25 @@ class DualWriter:
         sent = notices.single() if notices is not None else None
         if sent is not None:
             self._mirror_sent(session, connection, target, sent)
-        else:
-            self._collect_and_mirror(session, connection, target)
+        elif not self._collect_and_mirror(session, connection, target):
+            return  # nothing written to the secondary: no latency added by it
         DUALWRITE_ADDED_LATENCY.record(time.perf_counter() - started, target_attributes(target))
 
-    def _collect_and_mirror(self, session: Session, connection: Connection, target: Target) -> None:
+    def _collect_and_mirror(self, session: Session, connection: Connection, target: Target) -> bool:
+        """Collect, then mirror; whether the secondary was written to (or tried)."""
         changes = self._collect(connection, target)
         if not changes:
-            return
+            return False
         if changes.payload is None:  # too large to mirror inline: replay copies it
             DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))
             log.info("dual-write: %d rows left to replay (over %s)", changes.rows, self._max_rows)
-            return
+            return False
         failure = self._mirror(connection, target, changes)
         if failure is not None:
             self._failed(connection, target, changes, failure)
         else:
             self._mirrored(session, target, changes)
+        return True
 
     def _mirror_sent(
         self, session: Session, connection: Connection, target: Target, sent: Changes

@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
-from dbroute.dualwrite.capture import Changes
+from dbroute.dualwrite.capture import Changes, collected
 from dbroute.dualwrite.codegen import NOTICE_SQLSTATE
 
 __all__ = ["NOTICES", "Notices", "PendingCollect", "install", "notices_of"]
@@ -52,7 +52,7 @@ __all__ = ["NOTICES", "Notices", "PendingCollect", "install", "notices_of"]
 #: Connection-record ``info`` key of a connection's :class:`Notices`.
 NOTICES = "dbroute.dualwrite.notices"
 _SWITCH = "select set_config('dbroute.notify', %s, false)"
-_COLLECT = b"select * from dbroute.collect($1::integer)"
+_COLLECT = b"select * from dbroute.collect_checked($1::integer)"
 
 
 class Notices:
@@ -132,7 +132,7 @@ def install(engine: Engine, max_rows: int) -> None:
 
 
 class PendingCollect:
-    """``dbroute.collect()`` sent now; :meth:`result` waits for its answer.
+    """``dbroute.collect_checked()`` sent now; :meth:`result` waits for its answer.
 
     Meanwhile the caller mirrors to the secondary: the primary's work and the
     secondary's overlap instead of following each other. Sent through libpq
@@ -157,18 +157,11 @@ class PendingCollect:
             if result.status != pq.ExecStatus.TUPLES_OK:
                 raise psycopg.errors.error_from_result(result, encoding=encoding)
         (result,) = results
-        values = [result.get_value(0, column) for column in range(result.nfields)]
-        row = [None if value is None else value.decode(encoding) for value in values]
-        payload, keys, xid = row[:3]
-        # As collected(): fewer columns until `dbroute setup` runs after an upgrade.
-        table, notices = [*row[3:], None, None][:2]
-        return Changes(
-            payload,
-            int(keys or 0),
-            xid,
-            None if table is None else int(table),
-            int(notices or 0),
-        )
+        text = [result.get_value(0, column) for column in range(result.nfields)]
+        payload, keys, xid, *numbers = (None if v is None else v.decode(encoding) for v in text)
+        # As psycopg would type them; collected() reads an older setup's fewer columns.
+        typed = [n if n is None else int(n) for n in numbers]
+        return collected([payload, int(keys or 0), xid, *typed])
 
     def _wait(self, generator: Any) -> Any:
         waited = self._driver.wait(generator)

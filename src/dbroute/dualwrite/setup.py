@@ -66,6 +66,7 @@ drop function if exists dbroute.apply(jsonb, xid8, boolean, xid8[], boolean);
 drop function if exists dbroute.confirm(xid8[]);
 drop function if exists dbroute.collect();
 drop function if exists dbroute.collect(integer);
+drop function if exists dbroute.collect_checked(integer);
 drop function if exists dbroute.images(jsonb);
 drop function if exists dbroute.rejournal(jsonb, text, jsonb);
 drop table if exists dbroute.tables;
