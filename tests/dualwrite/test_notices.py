@@ -12,14 +12,8 @@ import logging
 import psycopg
 import pytest
 from sqlalchemy import text
-from tests.dualwrite.support import (
-    assert_converged,
-    create_schema,
-    journaled,
-    kv_rows,
-    secondary_locked,
-    write,
-)
+from tests.dualwrite import support
+from tests.dualwrite.support import assert_converged, create_schema, journaled, kv_rows, write
 
 from dbroute import Router, RoutingSettings, Target
 from dbroute.dualwrite.codegen import NOTICE_SQLSTATE
@@ -160,7 +154,7 @@ def test_a_failed_mirror_journals_the_transaction(make_router, paths):
     create_schema(router)
     router.setup()
     warm(router)
-    with secondary_locked(router, Target.RDS):
+    with support.secondary_locked(router, Target.RDS):
         write(router, "u", "insert into kv values (1, 1)")
     assert paths == ["notice", "notice"]
     assert journaled(router.engine(Target.NEON)) == 1
