@@ -84,6 +84,17 @@ def test_updates_deletes_and_changed_keys(dual_router, paths):
     assert_converged(dual_router)
 
 
+def test_an_upsert_is_one_statement_whichever_half_it_takes(dual_router, paths):
+    warm(dual_router)
+    upsert = "insert into kv values (1, {v}) on conflict (k) do update set v = excluded.v"
+    write(dual_router, "u", upsert.format(v=1))  # inserts: its update trigger changed nothing
+    write(dual_router, "u", upsert.format(v=2))  # updates: its insert trigger changed nothing
+    assert paths == ["notice", "notice", "notice"]
+    assert kv_rows(dual_router.engine(Target.RDS)) == {-1: -1, 1: 2}
+    assert nothing_journaled(dual_router)
+    assert_converged(dual_router)
+
+
 def test_several_statements_switch_the_connection_to_counting(dual_router, paths):
     warm(dual_router)
     write(dual_router, "u", "insert into kv values (1, 1)", "insert into kv values (2, 2)")

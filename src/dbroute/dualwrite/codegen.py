@@ -104,20 +104,22 @@ def _notice(table: CapturedTable, n: int) -> str:
     sent := coalesce(nullif(current_setting('dbroute.notices', true), ''), '0')::integer;
     if sent >= 2 then
         return null;
+    end if;
+    -- A statement that changed nothing (the other half of an upsert) is not one.
+    if tg_op = 'INSERT' then
+        select count(*)::integer into total from dbroute_new;
+    else
+        select count(*)::integer into total from dbroute_old;
+    end if;
+    if total = 0 then
+        return null;
     elsif left(cap, 1) = 'c' then  -- only counted: collect() sets the next transaction's mode
         perform set_config('dbroute.notices', (sent + 1)::text, true);
         return null;
     end if;
     grp := '';
     if sent = 0 then
-        if tg_op = 'INSERT' then
-            select count(*)::integer into total from dbroute_new;
-        else
-            select count(*)::integer into total from dbroute_old;
-        end if;
-        if total = 0 then
-            return null;
-        elsif total > cap::integer then
+        if total > cap::integer then
             sent := 1;
         else
 {groups}

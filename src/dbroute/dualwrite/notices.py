@@ -11,7 +11,8 @@ its row images in ``apply()``'s payload form as its detail, and as its
 message its sequence number (1), the table's position, its key count and
 the transaction id (a client that logs notices, as SQLAlchemy does at
 ``INFO``, logs no row values); a second such
-statement sends a notice "2" without images, later ones nothing. The
+statement sends a notice "2" without images, later ones nothing (one that
+changed no row, like the idle half of an upsert, does not count). The
 connection's :class:`Notices` (its notice handler) keeps what arrived.
 
 At commit, a transaction whose one notice carried its changes is mirrored
