@@ -12,9 +12,10 @@ Two kinds of events, both cheap on the caller's path:
   marks the transaction written; a sampled read is executed here (the event
   may run the cursor itself), then libpq's result is taken off the DBAPI
   cursor (:func:`~dbroute.shadow.capture.take`) and queued for the worker
-  process; nothing is copied or decoded here. ``do_executemany`` only marks
-  writes. The caller gets the result SQLAlchemy builds from that cursor, as
-  without shadowing. Reads of a written transaction are not shadowed: they
+  process; nothing is copied or decoded here. ``do_executemany`` never
+  shadows: it marks writes, and counts a sampled read as skipped. The
+  caller gets the result SQLAlchemy builds from that cursor, as without
+  shadowing. Reads of a written transaction are not shadowed: they
   see their own writes.
 
 Why the dialect and not the Session's ``do_orm_execute`` (the first design):
@@ -23,8 +24,8 @@ for every session statement, sampled or not, and running the statement from
 it (``invoke_statement``) costs more again; a dialect event is one more call
 where the statement is sent anyway. An engine's ``after_cursor_execute``
 would be no cheaper: engine events make every new Connection join the
-engine's listeners (+28 µs a read measured with a listener doing nothing).
-See docs/shadow-reads.md#cost for the figures.
+engine's listeners (+28 to +35 µs a read, measured with a listener doing
+nothing). See docs/shadow-reads.md#cost for the figures.
 
 Not covered: the router's engines used directly, outside a session (no
 session transaction marks them). Nothing here raises into the caller: a
