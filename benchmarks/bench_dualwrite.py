@@ -28,9 +28,9 @@ the CPUs, so every round trip wakes a sleeping process and the two extra
 ones cost far more than on a network with servers of their own; and on a
 busy machine the plain commit gets *faster* (no idle CPU to wake) while
 dual-write's extra CPU competes with the load, so the ratio rises (4-5x).
-Thirteen runs on a 2-vCPU machine (26 November 2026, plain 0.53-0.62 ms):
-dual-write 1.22-1.32 ms, 2.11-2.35x, median 2.22x; copy floor 2.00-2.17x; 8
-writers 0.48-0.63 of plain (docs/dual-write.md#cost). The machine is shared
+Five runs on a 2-vCPU machine (26 November 2026, plain 0.64-0.68 ms):
+dual-write 1.33-1.36 ms, 1.99-2.09x, median 2.01x; copy floor 1.96-2.04x; 8
+writers 0.52-0.59 of plain; ``--durable`` 2.19x (docs/dual-write.md#cost). The machine is shared
 and noisy: run it 2-3 times. ``DBROUTE_DUAL_WRITE_NOTICES=false`` in the
 environment measures commits without row images by notice.
 """

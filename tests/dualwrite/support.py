@@ -86,7 +86,7 @@ def checksums(engine: Engine, tables: dict[str, str] | None = None) -> dict[str,
 
 
 def wait_for_backlog_zero(router: Router) -> None:
-    """Confirmed intent entries go in the background (within ~0.2 s): wait for them."""
+    """Confirmed intent rows go in the background (within ~0.2 s): wait for them."""
     import time
 
     deadline = time.monotonic() + 10

@@ -132,3 +132,21 @@ def test_overlapping_writes_on_both_sides_are_a_conflict(ramp_router):
     ramp_router.replay(prefer=Target.RDS)
     assert_converged(ramp_router)
     assert kv_rows(ramp_router.engine(Target.NEON))[1] == 20
+
+
+def test_an_unconfirmed_intent_on_a_row_changed_here_is_a_conflict(ramp_router):
+    # A Neon writer mirrored k=1 into RDS and never confirmed its commit, while an
+    # RDS user's change of k=1 could not reach Neon: which one is right is the
+    # operator's call, as for any change made on both sides.
+    with secondary_locked(ramp_router, Target.NEON):
+        write(ramp_router, "on-rds", "update kv set v = 20 where k = 1")
+    keys = '[{"schema": "public", "table": "kv", "keys": [["1"]]}]'
+    with ramp_router.engine(Target.RDS).begin() as conn:
+        conn.execute(text("insert into dbroute.intents (xid, keys) values ('7', :k)"), {"k": keys})
+    report = ramp_router.replay()
+    assert {(c.table_name, c.pk) for c in report.conflicts} == {("kv", ("1",))}
+    assert kv_rows(ramp_router.engine(Target.NEON))[1] == 0
+    assert kv_rows(ramp_router.engine(Target.RDS))[1] == 20
+    assert ramp_router.replay(prefer=Target.RDS).resolved == 1
+    assert_converged(ramp_router)
+    assert kv_rows(ramp_router.engine(Target.NEON))[1] == 20

@@ -29,7 +29,7 @@ def _writer(databases, *extra: str) -> subprocess.Popen[str]:
 
 def _replay_until_writers_gone(router) -> None:
     # The killed writer's transaction is aborted once its server notices the
-    # dropped connection; until then its intent entries wait (report.skipped).
+    # dropped connection; until then its intent rows wait (report.skipped).
     deadline = time.monotonic() + 30
     while router.replay().skipped and time.monotonic() < deadline:
         time.sleep(0.1)

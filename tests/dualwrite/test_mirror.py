@@ -337,25 +337,31 @@ def test_the_commit_path_probes_the_journal_by_key_whatever_the_backlog(dual_rou
             conn.rollback()
 
 
+_INTENT_SCANS = text(
+    "select seq_scan from pg_stat_xact_user_tables "
+    "where schemaname = 'dbroute' and relname = 'intents'"
+)
 _FEW_INTENTS = """
-insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
-select 'intent', 'public', 'kv', array[g::text], g::text::xid8 from generate_series(1, 40) g;
+insert into dbroute.intents (xid, keys) select g::text::xid8, '[]' from generate_series(1, 40) g;
 """
 _CONFIRM_FEW = "select dbroute.confirm(array(select g::text::xid8 from generate_series(1, 40) g))"
 _DEAD_INTENTS = """
-insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
-select 'intent', 'public', 'kv', array[g::text], '8'::xid8 from generate_series(1, 5000) g;
-delete from dbroute.journal where xid = '8';
-insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
-values ('intent', 'public', 'kv', '{1}', '7');
+insert into dbroute.intents (xid, keys)
+select g::text::xid8, '[]' from generate_series(1000, 5999) g;
+delete from dbroute.intents where xid >= '1000';
+insert into dbroute.intents (xid, keys) values ('7', '[]');
 """
+_INTENTS_LEFT = text("select count(*) from dbroute.intents")
+_TWO_INTENTS = text("insert into dbroute.intents (xid, keys) values ('7', '[]'), ('8', '[]')")
+# What replay does with an intent row while it settles it.
+_HOLD_7 = text("select 1 from dbroute.intents where xid = '7' for update")
 
 
 def test_confirmations_find_intents_by_index_whatever_the_statistics(dual_router):
-    # A mirror connection plans confirm() once, maybe while the journal is empty,
-    # and keeps that plan; then the journal's pages fill with confirmed (dead)
-    # intents until autovacuum. A sequential scan per confirmed writer would
-    # read them all, for every commit mirrored.
+    # A mirror connection plans confirm() once, maybe while the table is empty,
+    # and keeps that plan; then its pages fill with confirmed (dead) intents
+    # until autovacuum. A sequential scan per confirmed writer would read them
+    # all, for every commit mirrored.
     engine = dual_router.engine(Target.RDS)
     with engine.connect() as conn:
         conn.exec_driver_sql(_FEW_INTENTS)  # confirmed, so planned, while it holds 40
@@ -363,59 +369,48 @@ def test_confirmations_find_intents_by_index_whatever_the_statistics(dual_router
         conn.commit()
         with engine.begin() as other:
             other.exec_driver_sql(_DEAD_INTENTS)
-        before = conn.execute(_JOURNAL_SCANS).scalar_one()
+        before = conn.execute(_INTENT_SCANS).scalar_one()
         assert conn.execute(text("select cast(dbroute.confirm('{7}') as text[])")).scalar() == []
-        assert conn.execute(_JOURNAL_SCANS).scalar_one() == before
+        assert conn.execute(_INTENT_SCANS).scalar_one() == before
         assert backlog(conn) == 0
         conn.commit()
 
 
-def test_confirmations_never_wait_for_a_locked_intent_entry(dual_router):
-    # A confirmation that waited would hold other keys' entries while its mirror
-    # waits for its own: two mirrors could deadlock. Locked entries are skipped.
-    intents = "select count(*) from dbroute.journal where kind = 'intent'"
-    with dual_router.engine(Target.RDS).begin() as conn:
-        conn.execute(
-            text(
-                "insert into dbroute.journal (kind, table_schema, table_name, pk, xid) values "
-                "('intent', 'public', 'kv', '{1}', '7'), ('intent', 'public', 'kv', '{2}', '8')"
-            )
-        )
+def test_confirmations_never_wait_for_an_intent_replay_holds(dual_router):
+    # A confirmation that waited would stall the thread that sends them all.
     engine = dual_router.engine(Target.RDS)
+    with engine.begin() as conn:
+        conn.execute(_TWO_INTENTS)
     with engine.connect() as holder, holder.begin(), engine.connect() as conn:
-        holder.execute(text("select 1 from dbroute.journal where xid = '7' for update"))
+        holder.execute(_HOLD_7)
         conn.execute(text("set local lock_timeout = '5s'"))  # waiting would fail, not hang
-        conn.execute(text("select dbroute.confirm('{7,8}')"))
-        assert conn.execute(text(intents)).scalar_one() == 1  # 8 gone, 7 skipped
+        left = conn.execute(text("select cast(dbroute.confirm('{7,8}') as text[])")).scalar()
+        assert left == ["7"]  # 8 gone, 7 skipped and handed back
+        assert conn.execute(_INTENTS_LEFT).scalar_one() == 1
         conn.commit()
 
 
 def test_a_confirmation_held_back_by_a_lock_is_tried_again(dual_router):
-    # The lock's holder may be a newer mirror of the key that then rolls back,
-    # handing the entry back to the confirmed writer: it must not stay forever.
+    # The lock's holder may be a replayer that then rolls back, leaving the row
+    # to the confirmed writer: it must not stay forever.
     engine = dual_router.engine(Target.RDS)
-    intents = text("select count(*) from dbroute.journal where kind = 'intent'")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "insert into dbroute.journal (kind, table_schema, table_name, pk, xid) "
-                "values ('intent', 'public', 'kv', '{1}', '7')"
-            )
-        )
+        conn.execute(_TWO_INTENTS)
+        conn.execute(text("delete from dbroute.intents where xid = '8'"))
         locked = conn.execute(text("select cast(dbroute.confirm('{}') as text[])")).scalar_one()
         assert locked == []  # nothing asked, nothing left
     secondary = dual_router._dual_writer.secondaries[Target.RDS]
     with engine.connect() as holder, holder.begin():
-        holder.execute(text("select 1 from dbroute.journal where xid = '7' for update"))
+        holder.execute(_HOLD_7)
         secondary.confirm("7")  # the writer of xid 7 committed
-        secondary.flush_confirmed()  # skipped, not waited for: the entry is held
+        secondary.flush_confirmed()  # skipped, not waited for: the row is held
         with engine.connect() as conn:
-            assert conn.execute(intents).scalar_one() == 1
+            assert conn.execute(_INTENTS_LEFT).scalar_one() == 1
     # Released: the next flush (this one, or the background one) removes it.
     secondary.flush_confirmed()
     deadline = time.monotonic() + 10
     with engine.connect() as conn:
-        while conn.execute(intents).scalar_one() and time.monotonic() < deadline:
+        while conn.execute(_INTENTS_LEFT).scalar_one() and time.monotonic() < deadline:
             conn.rollback()  # a new snapshot
             time.sleep(0.05)
-        assert conn.execute(intents).scalar_one() == 0
+        assert conn.execute(_INTENTS_LEFT).scalar_one() == 0

@@ -3,6 +3,7 @@ the rows being replayed."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -98,3 +99,95 @@ def test_replay_while_writers_change_the_same_rows(dual_router):
     assert sum(kv_rows(dual_router.engine(Target.NEON)).values()) == sum(bumps)
     assert_converged(dual_router)
     assert journaled(dual_router.engine(Target.NEON)) == 0
+
+
+def _unconfirmed_intent(router, xid: int, keys: range, stale_value: int | None = None) -> None:
+    """An intent row on RDS from a Neon writer ``xid`` that never confirmed (its process died).
+
+    ``stale_value``: what that writer left in RDS's rows (it never committed on Neon).
+    """
+    groups = [{"schema": "public", "table": "kv", "keys": [[str(k)] for k in keys]}]
+    with router.engine(Target.RDS).begin() as conn:
+        if stale_value is not None:
+            conn.execute(
+                text("set local dbroute.applying = 'on'")
+            )  # as a mirror writes: uncaptured
+            conn.execute(
+                text("update kv set v = :v where k between :a and :b"),
+                {"v": stale_value, "a": keys.start, "b": keys.stop - 1},
+            )
+        conn.execute(
+            text("insert into dbroute.intents (xid, keys) values (cast(:x as xid8), :k)"),
+            {"x": str(xid), "k": json.dumps(groups)},
+        )
+
+
+def _writer_xid(conn) -> int:
+    return int(conn.execute(text("select pg_current_xact_id()::text")).scalar_one())
+
+
+def test_intents_are_settled_by_their_writers_fate(dual_router):
+    engine = dual_router.engine(Target.NEON)
+    # Running: its writer may still commit or abort; left for the next run.
+    with engine.connect() as writer, writer.begin():
+        _unconfirmed_intent(dual_router, _writer_xid(writer), range(1, 4))
+        report = dual_router.replay()
+        assert (report.skipped, report.replayed, report.ok) == (3, 0, True)
+        assert journaled(dual_router.engine(Target.RDS)) == 3  # still there, as intents
+    # Committed (above, on leaving the block): RDS holds what it committed, the row goes.
+    report = dual_router.replay()
+    assert (report.skipped, report.replayed, report.ok) == (0, 0, True)
+    assert journaled(dual_router.engine(Target.RDS)) == 0
+    # Aborted: what it mirrored is copied over from Neon's truth (no such rows).
+    with engine.connect() as writer:
+        aborted = _writer_xid(writer)
+        writer.rollback()
+    with dual_router.engine(Target.RDS).begin() as conn:
+        conn.execute(text("set local dbroute.applying = 'on'"))
+        conn.execute(text("insert into kv values (1, -1), (2, -1), (3, -1)"))
+    _unconfirmed_intent(dual_router, aborted, range(1, 4))
+    assert dual_router.replay().replayed == 3
+    assert kv_rows(dual_router.engine(Target.RDS)) == {}
+    assert_converged(dual_router)
+
+
+def test_replay_settles_intents_while_writers_change_the_same_rows(dual_router):
+    # Stale images in RDS whose intents were never confirmed, and writers
+    # changing those rows, once each, while replay settles them: an image read
+    # before a writer's commit and copied after the writer's own mirror would
+    # stay (no later write of the row repairs it).
+    _journal_outside_the_app(dual_router)
+    dual_router.replay()
+    hot = range(1, 201)
+    with dual_router.engine(Target.NEON).connect() as writer:
+        aborted = _writer_xid(writer)  # a writer that mirrored, then failed its commit
+        writer.rollback()
+    _unconfirmed_intent(dual_router, aborted, hot, stale_value=-1)
+    failures: list[BaseException] = []
+    written = [0] * 4
+
+    def writer(w: int) -> None:
+        for k in hot[w::4]:
+            try:
+                write(dual_router, "u", f"update kv set v = 1 where k = {k}")
+            except BaseException as exc:
+                failures.append(exc)
+                return
+            written[w] += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        while sum(written) < 40 and not failures:  # replay in the middle of the writes
+            time.sleep(0.001)
+        report = dual_router.replay()
+    finally:
+        for thread in threads:
+            thread.join(60)
+    assert not failures, failures[:3]
+    assert report.ok, report
+    assert report.replayed > 0  # keys of the aborted writer no writer had taken over yet
+    assert sum(written) == len(hot)
+    assert_converged(dual_router)
+    assert set(kv_rows(dual_router.engine(Target.RDS)).values()) == {0, 1}

@@ -138,8 +138,12 @@ def test_cli_commands(dual_router, dbroute_databases, monkeypatch):
     assert _triggers(dual_router, Target.RDS) == 0
 
 
-# What an earlier dbroute setup installed: collect() returning jsonb, one xid index.
+# What an earlier dbroute setup installed: collect() returning jsonb, one xid
+# index, intents as journal entries (one per key).
 _PREVIOUS_INSTALL = """
+drop view dbroute.entries;
+drop table dbroute.intents;
+create index journal_intent_xid on dbroute.journal (xid) where kind = 'intent';
 drop function dbroute.collect(integer);
 create function dbroute.collect(max_rows integer default null) returns jsonb
 language sql as $$ select '[]'::jsonb $$;
@@ -159,6 +163,13 @@ _NEON_ENTRY = """
 insert into dbroute.journal (kind, table_schema, table_name, pk, xid)
 values ('change', 'public', 'kv', array['99'], pg_current_xact_id())
 """
+# Intent entries of that version, on RDS: writer 7 mirrored keys 1 and 2, writer 8 key 3.
+_RDS_INTENTS = """
+insert into dbroute.journal (kind, table_schema, table_name, pk, xid) values
+    ('intent', 'public', 'kv', array['1'], '7'), ('intent', 'public', 'kv', array['2'], '7'),
+    ('intent', 'public', 'kv', array['3'], '8')
+"""
+_INTENTS = "select xid::text, keys from dbroute.intents order by xid"
 _KEY_COLLATIONS = """
 select attname, collname from pg_attribute join pg_collation c on c.oid = attcollation
 where attrelid = 'dbroute.journal'::regclass
@@ -173,13 +184,15 @@ def test_setup_upgrades_an_earlier_installation(dual_router):
             conn.exec_driver_sql(_PREVIOUS_INSTALL)
     with dual_router.engine(Target.NEON).begin() as conn:
         conn.exec_driver_sql(_NEON_ENTRY)
+    with dual_router.engine(Target.RDS).begin() as conn:
+        conn.exec_driver_sql(_RDS_INTENTS)
     dual_router.setup()
     for target in Target:
         with dual_router.engine(target).connect() as conn:
             indexes = conn.execute(
                 text("select indexname from pg_indexes where tablename = 'journal' order by 1")
             ).scalars()
-            assert list(indexes) == ["journal_change_xid", "journal_intent_xid", "journal_pkey"]
+            assert list(indexes) == ["journal_change_xid", "journal_pkey"]
             # The key columns compare byte-wise now, and the entry made before is kept.
             assert [tuple(r) for r in conn.execute(text(_KEY_COLLATIONS))] == [
                 ("kind", "C"),
@@ -189,6 +202,15 @@ def test_setup_upgrades_an_earlier_installation(dual_router):
             ]
             entries = "select count(*) from dbroute.journal where pk = array['99']"
             assert conn.execute(text(entries)).scalar_one() == (target is Target.NEON)
+    # The intent entries became one intent row per writer.
+    with dual_router.engine(Target.RDS).connect() as conn:
+        kv = {"schema": "public", "table": "kv"}
+        assert [tuple(r) for r in conn.execute(text(_INTENTS))] == [
+            ("7", [{**kv, "keys": [["1"], ["2"]]}]),
+            ("8", [{**kv, "keys": [["3"]]}]),
+        ]
+        legacy = "select count(*) from dbroute.journal where kind = 'intent'"
+        assert conn.execute(text(legacy)).scalar_one() == 0
     write(dual_router, "u", "insert into kv values (1, 1)")
     with dual_router.engine(Target.RDS).connect() as conn:
         assert conn.execute(text("select v from kv where k = 1")).scalar_one() == 1

@@ -5,7 +5,7 @@ in autocommit mode, whose connections carry ``lock_timeout`` and
 ``statement_timeout`` (a cross-database lock wait cannot hang the app), a
 short connect timeout and ``tcp_user_timeout`` (a partitioned network cannot
 either). One mirror is one statement, ``select dbroute.apply(...)``: rows,
-deletions and the intent entries commit together on the secondary. A
+deletions and the writer's intent row commit together on the secondary. A
 transaction that wrote one table calls that table's ``dbroute.dw_apply_<n>()``
 instead, which skips the dispatch; a database that numbers its tables
 otherwise refuses it, and the mirror falls back to ``dbroute.apply()``.
@@ -13,14 +13,14 @@ otherwise refuses it, and the mirror falls back to ``dbroute.apply()``.
 After a failure the secondary is *paused* for ``dual_write_pause_ms``:
 commits journal straight away instead of paying a timeout each.
 
-Confirmations (the writer committed: drop its intent entries) stay off the
+Confirmations (the writer committed: drop its intent row) stay off the
 commit path: a background thread sends those gathered every
 :data:`CONFIRM_INTERVAL` in one statement (``dbroute.confirm()``, which
-deletes them by ``(kind, xid)`` index lookups and never waits for a locked
-entry: it returns those xids, tried again for as long as a mirror may hold
-the entry). Riding along with the next mirror would spare that thread a round
-trip but put the deletions' server time on a commit's path. A confirmation
-lost with the process only leaves an intent entry that replay settles.
+deletes them by primary key and never waits for a row a replayer holds: it
+returns those xids, tried again for a while). Riding along with the next
+mirror would spare that thread a round trip but put the deletions' server
+time on a commit's path. A confirmation lost with the process only leaves an
+intent row that replay settles.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _APPLY_TABLE = "select dbroute.dw_apply_{table}(%s::jsonb, %s::xid8, false, true
 _NOT_THAT_TABLE = (POSITION_DIFFERS, "42883")  # 42883: undefined_function
 # The xids whose entries were locked come back, to be tried again.
 _CONFIRM = text("select cast(dbroute.confirm(cast(:xids as xid8[])) as text[])")
-#: Seconds between background deletions of confirmed intent entries.
+#: Seconds between background deletions of confirmed intent rows.
 CONFIRM_INTERVAL = 0.2
 
 
@@ -114,8 +114,8 @@ class Secondary:
         self._paused_until = 0.0
         self._confirmed: list[str] = []
         self._attempts: dict[str, int] = {}  # confirmations sent before, still to go
-        # An entry held by a newer mirror of its key (which may yet roll back) is
-        # tried again for as long as that mirror may run; then replay settles it.
+        # A row a replayer holds is tried again for a while (the replayer may
+        # roll back and leave it); after that, replay settles it anyway.
         self._max_attempts = math.ceil(
             (settings.dual_write_statement_timeout_ms / 1000 + 1) / CONFIRM_INTERVAL
         )
@@ -163,7 +163,7 @@ class Secondary:
     # --- confirmations -----------------------------------------------------------
 
     def confirm(self, xid: str) -> None:
-        """The writer of ``xid`` committed: its intent entries may go (no I/O here)."""
+        """The writer of ``xid`` committed: its intent row may go (no I/O here)."""
         with self._lock:
             self._confirmed.append(xid)
             if self._flusher is None and not self._closed.is_set():
@@ -184,7 +184,7 @@ class Secondary:
             self._confirmed[:0] = xids
 
     def flush_confirmed(self) -> None:
-        """Delete the confirmed intent entries now (also done in the background)."""
+        """Delete the confirmed intent rows now (also done in the background)."""
         xids = self._take_confirmed()
         if not xids:
             return
@@ -200,8 +200,7 @@ class Secondary:
         self._again(xids, left)
 
     def _again(self, sent: list[str], left: list[str]) -> None:
-        # Entries another transaction held: that newer mirror of the key may roll
-        # back and hand the entry back to this xid, so it is tried again.
+        # Rows a replayer held: it deletes them, or rolls back and leaves them.
         held = set(left)
         with self._lock:
             for xid in sent:
@@ -224,7 +223,7 @@ class Secondary:
         return failure
 
     def apply(self, changes: Changes, origin: Target) -> None:
-        """Write ``changes`` (and their intent entries) in one statement; raise MirrorError."""
+        """Write ``changes`` (and the writer's intent row) in one statement; raise MirrorError."""
         self._check_pause()
         params = (changes.payload, changes.xid)
         statement = _statement(changes)

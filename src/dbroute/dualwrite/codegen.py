@@ -239,14 +239,23 @@ end $fn$;
 
 
 # --- blocks shared by dbroute.apply() and the per-table dw_apply_n() ------------
-# Prologue: the session settings and the intent entries; epilogue: the conflict
+# Prologue: the session settings and the intent row; epilogue: the conflict
 # check, after the writes.
 
 _APPLY_SIGNATURE = """(payload jsonb, origin_xid xid8 default null,
     force boolean default false, dedicated boolean default false)
 returns integer language plpgsql as $fn$"""
 
-_APPLY_PROLOGUE = """
+# The intent row's keys: the payload's groups without their images.
+_ONE_GROUP_KEYS = "jsonb_build_array((payload->0) - 'rows' - 'gone')"
+_GROUPS_KEYS = (
+    "(select coalesce(jsonb_agg(x - 'rows' - 'gone'), '[]') from jsonb_array_elements(payload) x)"
+)
+
+
+def _apply_prologue(keys: str) -> str:
+    """Session settings, then the intent row of ``origin_xid`` with ``keys`` (an expression)."""
+    return f"""
     if current_setting('dbroute.applying', true) is distinct from 'on' then
         perform set_config('dbroute.applying', 'on', not dedicated);
     end if;
@@ -265,15 +274,12 @@ _APPLY_PROLOGUE = """
             perform set_config('dbroute.replica_denied', 'on', false);
         end;
     end if;
-    -- (No DISTINCT: collect's keys are unique; a duplicate would fail loudly.)
+    -- One row per writer's transaction (see journal.py). A transaction mirrors
+    -- once: a second row of its xid would fail the mirror loudly, not merge.
     if origin_xid is not null then
-        insert into dbroute.journal as j (kind, table_schema, table_name, pk, xid)
-        select 'intent', x->>'schema', x->>'table',
-               array(select jsonb_array_elements_text(k)), origin_xid
-        from jsonb_array_elements(payload) x, jsonb_array_elements(x->'keys') k
-        on conflict (kind, table_schema, table_name, pk) do update
-            set xid = excluded.xid, created_at = excluded.created_at;
+        insert into dbroute.intents (xid, keys) values (origin_xid, {keys});
     end if;"""
+
 
 _APPLY_EPILOGUE = """
     -- One primary-key probe per key (LATERAL ... LIMIT 1): a join would let the
@@ -335,7 +341,7 @@ begin
             message = format('dbroute: rows of %s.%s sent to position {n}, which is %s here',
                              payload->0->>'schema', payload->0->>'table', {literal(str(table))}),
             hint = 'run `dbroute setup` (it numbers the tables of both databases alike)';
-    end if;{_APPLY_PROLOGUE}
+    end if;{_apply_prologue(_ONE_GROUP_KEYS)}
     if jsonb_array_length(gone) > 0 then
         changed := dbroute.dw_delete_{n}(gone);
     end if;
@@ -507,7 +513,7 @@ end $fn$;
 -- Apply row images (from dbroute.images) here: deletions children first, then
 -- upserts parents first; capture, application triggers and foreign-key checks
 -- silenced (session_replication_role = replica) where the role may set it.
--- origin_xid: first record an 'intent' entry per key (see journal.py).
+-- origin_xid: first record the writer's intent row (see journal.py).
 -- dedicated: a connection used only for mirroring, so the settings persist.
 -- Unless force, raise DBR01 when this database's journal holds an unmirrored
 -- change of one of the keys: both sides changed it since they were in sync.
@@ -521,7 +527,7 @@ declare
     changed integer := 0;
     pending boolean := false;
     conflicts jsonb;
-begin{_APPLY_PROLOGUE}
+begin{_apply_prologue(_GROUPS_KEYS)}
     select array_agg(g.ord order by g.ord), array_agg(g.grp order by g.ord) into ords, grps
     from ({_GROUPS.format(arg="payload")}) g;
     for i in reverse coalesce(array_length(ords, 1), 0) .. 1 loop

@@ -50,31 +50,23 @@ returns integer language sql as $$
 $$;
 
 
--- Writers' transactions that committed: their 'intent' entries go. Never
--- waiting: an entry locked by someone else is being rewritten by a newer
--- writer of its key (then it is no longer this xid's) or settled by replay.
--- Taken first, or waiting, they would hold other keys' entries while a mirror
--- waits for its own: two mirrors can deadlock that way. One xid at a time:
--- `xid = any(array)` gets a generic plan that walks the primary key's whole
--- 'intent' prefix, dead entries too. Returns the xids that still have
--- entries (one was locked): the caller tries them again later.
--- Index lookups only (enable_seqscan off): a mirror connection keeps the plans
--- it made while the journal was small, and a sequential scan per confirmed
--- writer would then read every dead intent until the next autovacuum.
+-- Writers' transactions that committed: their intent rows go. Never waiting:
+-- a row locked by someone else is being settled by replay. Returns the xids
+-- whose row is still there (it was locked): the caller tries them again later.
+-- (Rows of the journal's former kind 'intent', left by processes of an earlier
+-- version, are replay's.) Index lookups only (enable_seqscan off): a mirror
+-- connection keeps the plans it made while the table was small, and a
+-- sequential scan per confirmed writer would then read every dead row until
+-- the next autovacuum.
 create or replace function dbroute.confirm(xids xid8[]) returns xid8[]
 language plpgsql set enable_seqscan = off as $$
 declare
-    done xid8;
-    left_over xid8[] := '{}';
+    left_over xid8[];
 begin
-    foreach done in array coalesce(xids, '{}') loop
-        delete from dbroute.journal
-        where ctid = any(array(select ctid from dbroute.journal
-                               where kind = 'intent' and xid = done
-                               for update skip locked));
-        if exists (select 1 from dbroute.journal where kind = 'intent' and xid = done) then
-            left_over := left_over || done;
-        end if;
-    end loop;
+    delete from dbroute.intents
+    where xid = any(array(select xid from dbroute.intents where xid = any(xids)
+                          for update skip locked));
+    select coalesce(array_agg(xid), '{}') into left_over
+    from dbroute.intents where xid = any(xids);
     return left_over;
 end $$;

@@ -8,24 +8,25 @@ same sync Session inside a greenlet, so both get it:
    user's transaction (its row locks held, so no other writer of those rows
    can commit in between);
 2. write them to the secondary in one autocommit statement that also records
-   an ``intent`` entry per key there. When the capture trigger already sent
+   the transaction's ``intent`` row there. When the capture trigger already sent
    the images as a notice (:mod:`dbroute.dualwrite.notices`), the mirror is
    written from it at once while ``collect()`` runs meanwhile, as the check;
-   a check that fails journals the keys (same transaction) and leaves the
-   intent entries to replay;
+   a check that fails journals the keys sent and collected (same
+   transaction), for replay;
 3. on failure, best-effort puts the keys back in the primary's journal (same
    transaction: committed with the write or not at all), strict raises
    :class:`~dbroute.errors.SecondaryWriteError` so nothing commits;
 4. the primary commits; ``after_commit`` hands its transaction id to the
-   secondary, which deletes the intent entries shortly (no round trip here).
+   secondary, which deletes the intent row shortly (no round trip here).
 
-If the primary's commit fails after step 2, the intent entries stay on the
-secondary and replay copies the primary's truth back over those rows (it
-deletes the rows the primary never committed).
+If the primary's commit fails after step 2, the intent row stays on the
+secondary; replay sees that its transaction aborted and copies the primary's
+truth back over those rows (it deletes the rows the primary never committed).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -181,12 +182,15 @@ class DualWriter:
             self._mirrored(session, target, changes)
             return
         # A savepoint rolled back after its images were sent, or notices went
-        # missing: what the secondary got may not be what commits. Replay copies
-        # the primary's rows for the journaled keys, and for the intent entries
-        # left unconfirmed on the secondary.
-        if changes.payload is not None and changes:
-            rejournal(connection, changes.payload, "mirrored images differed from the commit")
-        DUALWRITE_JOURNALED.add(changes.rows, target_attributes(target))
+        # missing: what the secondary got may not be what commits. The keys
+        # sent and the transaction's go back to the journal (a payload too
+        # large to collect left its keys there), and replay copies the primary's
+        # rows over them after the commit.
+        groups = json.loads(sent.payload or "[]") + json.loads(changes.payload or "[]")
+        error = "mirrored images differed from the commit"
+        journaled = rejournal(connection, json.dumps(groups), error)
+        DUALWRITE_JOURNALED.add(journaled, target_attributes(target))
+        self._confirm_after_commit(session, target, sent.xid)
         log.info(
             "dual-write: the images sent (%d keys) differ from the transaction's (%d keys, "
             "%d notices): left to replay",
@@ -214,7 +218,11 @@ class DualWriter:
 
     def _mirrored(self, session: Session, target: Target, changes: Changes) -> None:
         DUALWRITE_MIRRORED.add(changes.rows, target_attributes(target))
-        session.info[_PENDING] = (self.secondaries[target.other], changes.xid)
+        self._confirm_after_commit(session, target, changes.xid)
+
+    def _confirm_after_commit(self, session: Session, target: Target, xid: str | None) -> None:
+        # Once the primary committed, the intent row on the secondary may go.
+        session.info[_PENDING] = (self.secondaries[target.other], xid)
 
     def _after_commit(self, session: Session) -> None:
         pending = session.info.pop(_PENDING, None)

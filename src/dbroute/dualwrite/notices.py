@@ -22,9 +22,9 @@ entries out of the journal, and it says how many notices the transaction's
 triggers sent, by the server's count, which a savepoint rolled back takes
 back with it (``set_config(..., true)`` is undone with the savepoint). If
 that count is not one, or the keys, table or transaction differ, the images
-sent may not be what commits: the keys go back to the primary's journal in
-the transaction, the secondary's intent entries stay unconfirmed, and replay
-copies the primary's rows over both after the commit
+sent may not be what commits: the keys sent and the transaction's go back
+to the primary's journal in the transaction, and replay copies the
+primary's rows over them after the commit
 (:mod:`dbroute.dualwrite.mirror`). Any other transaction (no notice, two)
 takes the usual path: ``collect()``, then the mirror.
 

@@ -1,19 +1,22 @@
 """``dbroute replay``: copy journaled rows to the other database until both agree.
 
-For each journal entry the current row of the *source* (or its absence) is
-copied to the *destination*:
+Two passes, on both databases:
 
-* ``change`` entries of database X: source X, destination the other one;
-* ``intent`` entries of database X: source the other one (it mirrored into X
-  before its own commit), destination X; skipped while that writer's
-  transaction is still running (``pg_xact_status``).
+1. *Intents*: an intent row on database X whose writer (a transaction on the
+   other database, Y) is no longer running was never confirmed. If the writer
+   committed (``pg_xact_status``), X holds what it committed and the row
+   goes; if it aborted, its keys become ``change`` entries in Y's journal,
+   which commit before the row goes, and the next pass copies Y's truth back
+   over them.
+2. *Changes*: for each ``change`` entry of database X, the current row of X
+   (or its absence) is copied to the other database.
 
 Entries are taken ``FOR UPDATE SKIP LOCKED`` in key order, so several
 replayers split the work and a writer changing a key waits for the replayer
 holding its entry (every writer upserts the key's entry): no stale image can
-overwrite a newer one. Entries are deleted only in a transaction that commits
-after the destination did, so a crash anywhere leaves them to the next run;
-copying a row twice is harmless (idempotent).
+overwrite a newer one. Entries and intent rows are deleted only in a
+transaction that commits after their destination did, so a crash anywhere
+leaves them to the next run; copying a row twice is harmless (idempotent).
 
 Conflicts (the destination's journal also holds a change of the key) are
 reported and left, unless ``prefer`` names the side whose copy wins.
@@ -25,13 +28,14 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from dbroute.dualwrite.apply import describe_error
 from dbroute.dualwrite.conflicts import Conflict, report_conflicts
-from dbroute.dualwrite.journal import JOURNAL
+from dbroute.dualwrite.journal import INTENTS, JOURNAL
 from dbroute.target import Target
 from dbroute.telemetry import DUALWRITE_REPLAYED, target_attributes
 
@@ -44,7 +48,7 @@ Key = tuple[str, str, tuple[str, ...]]
 _TAKE = text(
     f"""
     select table_schema, table_name, pk, xid::text as xid from {JOURNAL}
-    where kind = :kind and (table_schema, table_name, pk) > (:s, :t, cast(:pk as text[]))
+    where kind = 'change' and (table_schema, table_name, pk) > (:s, :t, cast(:pk as text[]))
     order by table_schema, table_name, pk
     limit :limit
     for update skip locked
@@ -60,7 +64,7 @@ _CHANGED_HERE = text(
 _DELETE = text(
     f"""
     delete from {JOURNAL} j using {_ENTRIES}
-    where j.kind = :kind and j.table_schema = e.s and j.table_name = e.t and j.pk = e.pk
+    where j.kind = 'change' and j.table_schema = e.s and j.table_name = e.t and j.pk = e.pk
     """
 )
 _MARK = text(
@@ -68,12 +72,23 @@ _MARK = text(
     update {JOURNAL} j set conflict = true, attempts = attempts + 1,
         last_error = 'conflict: changed on both databases'
     from {_ENTRIES}
-    where j.kind = :kind and j.table_schema = e.s and j.table_name = e.t and j.pk = e.pk
+    where j.kind = 'change' and j.table_schema = e.s and j.table_name = e.t and j.pk = e.pk
     """
 )
-_RUNNING = text(
-    "select x from unnest(cast(:xids as text[])) x "
-    "where pg_xact_status(cast(x as xid8)) = 'in progress'"
+_TAKE_INTENTS = text(
+    f"""
+    select xid::text as xid, keys::text as keys from {INTENTS}
+    where xid > cast(:after as xid8)
+    order by xid
+    limit :limit
+    for update skip locked
+    """
+)
+_DELETE_INTENTS = text(f"delete from {INTENTS} where xid = any(cast(:xids as xid8[]))")
+_REJOURNAL = text("select dbroute.rejournal(cast(:payload as jsonb), :error, null)")
+# 'committed', 'aborted', 'in progress', or null for an xid too old to tell.
+_STATUS = text(
+    "select x, pg_xact_status(cast(x as xid8)) as status from unnest(cast(:xids as text[])) x"
 )
 _IMAGES = text("select dbroute.images(cast(:groups as jsonb))::text")
 _APPLY = text("select dbroute.apply(cast(:payload as jsonb), null, :force)")
@@ -91,7 +106,7 @@ class ReplayReport:
     conflicts: list[Conflict] = field(default_factory=list)
     #: Conflicts settled in favour of ``prefer``.
     resolved: int = 0
-    #: Intent entries whose writer was still running: left for the next run.
+    #: Keys of intent rows whose writer was still running: left for the next run.
     skipped: int = 0
     #: One line per direction that stopped on an error (destination down...).
     errors: list[str] = field(default_factory=list)
@@ -115,7 +130,8 @@ def _groups(keys: list[Key]) -> str:
 
 @dataclass(frozen=True)
 class _Direction:
-    kind: str  # which journal entries: "change" (on source) or "intent" (on destination)
+    """Copy the ``change`` entries of ``source``'s journal to the other database."""
+
     source: Target
     prefer: Target | None
     limit: int
@@ -131,40 +147,24 @@ class _Direction:
         """Replay one batch of entries after ``after``; the last key taken, or None when done."""
         for connection in (src, dst):
             connection.execute(_TIMEOUTS, self.timeouts)
-        journal = src if self.kind == "change" else dst
-        rows = journal.execute(
-            _TAKE,
-            {
-                "kind": self.kind,
-                "s": after[0],
-                "t": after[1],
-                "pk": list(after[2]),
-                "limit": self.limit,
-            },
+        rows = src.execute(
+            _TAKE, {"s": after[0], "t": after[1], "pk": list(after[2]), "limit": self.limit}
         ).all()
         if not rows:
             return None
         keys: list[Key] = [(r.table_schema, r.table_name, tuple(r.pk)) for r in rows]
-        if self.kind == "intent":
-            running = set(src.execute(_RUNNING, {"xids": [r.xid for r in rows]}).scalars())
-            keys = [k for k, r in zip(keys, rows, strict=True) if r.xid not in running]
-            report.skipped += len(rows) - len(keys)
-        conflicted = (
-            {
-                (r.table_schema, r.table_name, tuple(r.pk))
-                for r in dst.execute(_CHANGED_HERE, {"keys": _as_json(keys)})
-            }
-            if keys
-            else set()
-        )
+        conflicted = {
+            (r.table_schema, r.table_name, tuple(r.pk))
+            for r in dst.execute(_CHANGED_HERE, {"keys": _as_json(keys)})
+        }
         force = bool(conflicted) and self.prefer is self.source
         if conflicted and force:
             # The preferred side wins: the other side's change entries go.
-            dst.execute(_DELETE, {"kind": "change", "keys": _as_json(sorted(conflicted))})
+            dst.execute(_DELETE, {"keys": _as_json(sorted(conflicted))})
             report.resolved += len(conflicted)
         elif conflicted:
             held = sorted(conflicted)
-            journal.execute(_MARK, {"kind": self.kind, "keys": _as_json(held)})
+            src.execute(_MARK, {"keys": _as_json(held)})
             found = [Conflict(s, t, pk, self.source, "replay") for s, t, pk in held]
             report_conflicts(found)
             report.conflicts.extend(found)
@@ -172,7 +172,7 @@ class _Direction:
         if keys:
             payload = src.execute(_IMAGES, {"groups": _groups(keys)}).scalar_one()
             dst.execute(_APPLY, {"payload": payload, "force": force})
-            journal.execute(_DELETE, {"kind": self.kind, "keys": _as_json(keys)})
+            src.execute(_DELETE, {"keys": _as_json(keys)})
             report.replayed += len(keys)
             DUALWRITE_REPLAYED.add(len(keys), target_attributes(self.source))
         last = rows[-1]
@@ -194,29 +194,84 @@ def replay(
     """
     report = ReplayReport()
     timeouts = {"lock": f"{lock_timeout_ms}ms", "stmt": f"{statement_timeout_ms}ms"}
-    for journal_on in Target:
-        for kind in ("change", "intent"):
-            source = journal_on if kind == "change" else journal_on.other
-            direction = _Direction(kind, source, prefer, batch_size, timeouts)
-            _run(direction, engines[source], engines[direction.destination], report)
+    for here in Target:  # first: their keys join the change entries copied next
+        _settle_intents(here, engines, batch_size, timeouts, report)
+    for source in Target:
+        _run(_Direction(source, prefer, batch_size, timeouts), engines, report)
     return report
 
 
-def _run(
-    direction: _Direction, src_engine: Engine, dst_engine: Engine, report: ReplayReport
+def _settle_intents(
+    here: Target,
+    engines: Mapping[Target, Engine],
+    limit: int,
+    timeouts: Mapping[str, str],
+    report: ReplayReport,
 ) -> None:
+    """Settle ``here``'s unconfirmed intent rows by their writers' fate.
+
+    A writer that committed left here exactly what it committed (later changes
+    of its rows went their own way): only its confirmation was lost, and the
+    row goes. One that aborted, or too long ago to tell, may have left rows
+    here that the other database never committed: its keys become change
+    entries there, which commit before the row goes, and the change pass
+    copies that database's truth back over them.
+    """
+    writers = here.other
+    after = "0"
+    while True:
+        try:
+            with engines[here].connect() as dst, dst.begin():
+                dst.execute(_TIMEOUTS, timeouts)
+                rows = dst.execute(_TAKE_INTENTS, {"after": after, "limit": limit}).all()
+                if not rows:
+                    return
+                after = rows[-1].xid
+                with engines[writers].connect() as src, src.begin():
+                    src.execute(_TIMEOUTS, timeouts)
+                    found = src.execute(_STATUS, {"xids": [r.xid for r in rows]})
+                    status: dict[str, str | None] = {x: state for x, state in found}
+                    running = [r for r in rows if status[r.xid] == "in progress"]
+                    done = [r for r in rows if status[r.xid] != "in progress"]
+                    aborted = [r for r in done if status[r.xid] != "committed"]
+                    report.skipped += sum(_keys(r) for r in running)
+                    undone = [g for r in aborted for g in _groups_of(r)]
+                    if undone:
+                        error = f"{here.value} holds rows mirrored by a transaction that aborted"
+                        src.execute(_REJOURNAL, {"payload": json.dumps(undone), "error": error})
+                # The entries committed on the writers' side: only now the rows go.
+                if done:
+                    dst.execute(_DELETE_INTENTS, {"xids": [r.xid for r in done]})
+        except SQLAlchemyError as exc:
+            _stopped(f"{here.value} intents → {writers.value} journal", exc, report)
+            return
+
+
+def _groups_of(intent: Row[Any]) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = json.loads(intent.keys)
+    return groups
+
+
+def _keys(intent: Row[Any]) -> int:
+    return sum(len(g["keys"]) for g in _groups_of(intent))
+
+
+def _run(direction: _Direction, engines: Mapping[Target, Engine], report: ReplayReport) -> None:
     after: Key | None = ("", "", ())
+    source, destination = engines[direction.source], engines[direction.destination]
     while after is not None:
         try:
             # Exit order: the destination commits first, then the source.
-            with src_engine.connect() as src, dst_engine.connect() as dst, src.begin(), dst.begin():
+            with source.connect() as src, destination.connect() as dst, src.begin(), dst.begin():
                 after = direction.batch(src, dst, after, report)
         except SQLAlchemyError as exc:
-            _, message = describe_error(exc)
-            line = (
-                f"{direction.source.value} → {direction.destination.value} "
-                f"({direction.kind} entries): {message}"
-            )
-            log.warning("replay stopped: %s", line)
-            report.errors.append(line)
+            line = f"{direction.source.value} → {direction.destination.value}"
+            _stopped(f"{line} (change entries)", exc, report)
             return
+
+
+def _stopped(where: str, exc: SQLAlchemyError, report: ReplayReport) -> None:
+    _, message = describe_error(exc)
+    line = f"{where}: {message}"
+    log.warning("replay stopped: %s", line)
+    report.errors.append(line)

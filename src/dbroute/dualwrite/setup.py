@@ -1,8 +1,8 @@
 """``dbroute setup`` / ``dbroute teardown``: prepare both databases for dual-write.
 
 Setup is idempotent and runs in one transaction per database: it creates the
-``dbroute`` schema, the journal, the functions and, on every user table with a
-primary key, the capture triggers. Run it before enabling dual-write and again
+``dbroute`` schema, the journal and intents tables, the functions and, on every
+user table with a primary key, the capture triggers. Run it before enabling dual-write and again
 after every schema migration (new tables, changed keys).
 """
 
@@ -17,7 +17,13 @@ from sqlalchemy import Connection, Engine, text
 
 from dbroute.dualwrite.capture import CapturedTable, install_triggers_sql
 from dbroute.dualwrite.codegen import dispatchers_sql, table_functions_sql
-from dbroute.dualwrite.journal import JOURNAL_DDL, SCHEMA, backlog, journal_exists
+from dbroute.dualwrite.journal import (
+    ADOPT_INTENTS,
+    JOURNAL_DDL,
+    SCHEMA,
+    backlog,
+    journal_exists,
+)
 from dbroute.errors import DualWriteSetupError
 from dbroute.sql import user_schema
 from dbroute.target import Target
@@ -70,6 +76,8 @@ drop function if exists dbroute.collect_checked(integer);
 drop function if exists dbroute.images(jsonb);
 drop function if exists dbroute.rejournal(jsonb, text, jsonb);
 drop table if exists dbroute.tables;
+drop view if exists dbroute.entries;
+drop table if exists dbroute.intents;
 drop table if exists dbroute.journal;
 """
 
@@ -168,6 +176,7 @@ def _install(connection: Connection, tables: list[CapturedTable]) -> None:
         for statement in install_triggers_sql(table, n):
             connection.exec_driver_sql(statement)
     driver.execute(dispatchers_sql(tables))
+    connection.exec_driver_sql(ADOPT_INTENTS)
 
 
 def setup(engines: Mapping[Target, Engine], exclude: Iterable[str] = ()) -> list[SetupReport]:

@@ -63,9 +63,9 @@ class Limits:
 
     max_backlog: int = 0
     max_validation_age: timedelta = timedelta(hours=1)
-    #: An 'intent' journal entry younger than this belongs to a writer on the
-    #: other database that has not confirmed its commit yet: under load there
-    #: are always a few, so only older ones count as backlog.
+    #: An intent younger than this belongs to a writer on the other database
+    #: that has not confirmed its commit yet: under load there are always a
+    #: few, so only older ones count as backlog.
     backlog_grace: timedelta = timedelta(seconds=5)
     #: How many generated values ahead each sequence must find free of keys
     #: (and, in ramp, of the other database's sequence): an early warning.
@@ -181,8 +181,9 @@ class Backlog:
 
 
 # In flight: a 'change' entry whose writer (on this database) is still running
-# (its mirror deletes the entry before it commits), and a young 'intent' entry
-# (its writer on the other database confirms it right after committing).
+# (its mirror deletes the entry before it commits), and a young intent (its
+# writer on the other database confirms it right after committing). Both kinds
+# through the dbroute.entries view.
 _BACKLOG = text(
     """
     select count(*) as total,
@@ -190,7 +191,7 @@ _BACKLOG = text(
                (kind = 'change' and pg_xact_status(xid) is not distinct from 'in progress')
                or (kind = 'intent' and created_at > clock_timestamp() - :grace)
            )) as settled
-    from dbroute.journal
+    from dbroute.entries
     """
 )
 
