@@ -43,6 +43,7 @@ __all__ = [
     "SCHEMA",
     "JournalStatus",
     "backlog",
+    "entries_relation",
     "journal_exists",
     "pending_keys",
     "rejournal",
@@ -134,6 +135,19 @@ def journal_exists(connection: Connection) -> bool:
     return found is not None
 
 
+def entries_relation(connection: Connection) -> str | None:
+    """Where to read this database's entries of both kinds: ``dbroute.entries``.
+
+    ``dbroute.journal`` alone where an earlier version's setup made no view
+    (it kept intents in the journal), ``None`` where dual-write was never set up.
+    """
+    found = connection.execute(
+        text("select coalesce(to_regclass(:entries), to_regclass(:journal))::text"),
+        {"entries": ENTRIES, "journal": JOURNAL},
+    ).scalar()
+    return None if found is None else str(found)
+
+
 def pending_keys(connection: Connection, schema: str, table: str) -> set[tuple[str, ...]]:
     """Primary keys of ``schema.table`` waiting in this database's journal.
 
@@ -142,10 +156,11 @@ def pending_keys(connection: Connection, schema: str, table: str) -> set[tuple[s
     entry of either kind is not known to be equal on the two databases. Empty
     when the journal does not exist (dual-write never set up).
     """
-    if not journal_exists(connection):
+    entries = entries_relation(connection)
+    if entries is None:
         return set()
     rows = connection.execute(
-        text(f"select distinct pk from {ENTRIES} where table_schema = :s and table_name = :t"),
+        text(f"select distinct pk from {entries} where table_schema = :s and table_name = :t"),
         {"s": schema, "t": table},
     )
     return {tuple(row.pk) for row in rows}
@@ -153,9 +168,10 @@ def pending_keys(connection: Connection, schema: str, table: str) -> set[tuple[s
 
 def backlog(connection: Connection) -> int:
     """Entries of both kinds waiting in this database (0 when there is no journal)."""
-    if not journal_exists(connection):
+    entries = entries_relation(connection)
+    if entries is None:
         return 0
-    return int(connection.execute(text(f"select count(*) from {ENTRIES}")).scalar_one())
+    return int(connection.execute(text(f"select count(*) from {entries}")).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +189,8 @@ class JournalStatus:
 
 def status(connection: Connection) -> list[JournalStatus]:
     """The backlog grouped by kind and table, oldest first (``dbroute journal status``)."""
-    if not journal_exists(connection):
+    entries = entries_relation(connection)
+    if entries is None:
         return []
     rows = connection.execute(
         text(
@@ -182,7 +199,7 @@ def status(connection: Connection) -> list[JournalStatus]:
                    count(*) filter (where conflict) as conflicts, min(created_at) as oldest,
                    (array_agg(last_error order by created_at desc)
                        filter (where last_error is not null))[1] as last_error
-            from {ENTRIES}
+            from {entries}
             group by kind, table_schema, table_name
             order by oldest
             """

@@ -183,27 +183,26 @@ class Backlog:
 # In flight: a 'change' entry whose writer (on this database) is still running
 # (its mirror deletes the entry before it commits), and a young intent (its
 # writer on the other database confirms it right after committing). Both kinds
-# through the dbroute.entries view.
-_BACKLOG = text(
-    """
+# through the dbroute.entries view (the journal alone before it existed).
+_BACKLOG = """
     select count(*) as total,
            count(*) filter (where not (
                (kind = 'change' and pg_xact_status(xid) is not distinct from 'in progress')
                or (kind = 'intent' and created_at > clock_timestamp() - :grace)
            )) as settled
-    from dbroute.entries
-    """
-)
+    from {entries}
+"""
 
 
 def journal_backlog(engine: Engine, grace: timedelta = DEFAULT_LIMITS.backlog_grace) -> Backlog:
     """The journal of ``engine``'s database (zero without a journal)."""
-    from dbroute.dualwrite.journal import journal_exists  # the dual-write capability's contract
+    from dbroute.dualwrite.journal import entries_relation  # the dual-write capability's contract
 
     with engine.connect() as conn:
-        if not journal_exists(conn):
+        entries = entries_relation(conn)
+        if entries is None:
             return Backlog(0, 0)
-        row = conn.execute(_BACKLOG, {"grace": grace}).one()
+        row = conn.execute(text(_BACKLOG.format(entries=entries)), {"grace": grace}).one()
     return Backlog(int(row.total), int(row.settled))
 
 
