@@ -10,9 +10,10 @@ copies the row later.
 ``dbroute.intents`` holds one row per transaction of the *other* database
 that mirrored rows into this one before its own commit: its xid and the keys
 (``[{"schema", "table", "keys": [[pk...], ...]}, ...]``). The writer deletes
-it once its commit succeeded; if that commit failed (or the writer died) the
-row stays, and replay puts its keys into the other database's journal, which
-then copies its truth back over the rows. One row per transaction, not per
+it once its commit succeeded. A row left over (the writer died, or its
+commit failed) is replay's: deleted if the writer committed, otherwise its
+keys go into the other database's journal, and replay copies that database's
+truth back over the rows. One row per transaction, not per
 key: a mirror writes it with one plain insert (~10 us), where a journal entry
 per key cost ~45 us of every mirror.
 
@@ -72,7 +73,7 @@ create table if not exists {JOURNAL} (
 -- the planner walk the primary key's whole kind prefix, dead entries included.
 create index if not exists journal_change_xid on {JOURNAL} (xid) where kind = 'change';
 -- Intents have a table of their own (below); entries of kind 'intent' are
--- what processes of an earlier version wrote, which replay still settles.
+-- what processes of an earlier version wrote, which setup adopts (ADOPT_INTENTS).
 drop index if exists {SCHEMA}.journal_intent_xid;
 drop index if exists {SCHEMA}.journal_xid;
 -- The key columns compare byte-wise (COLLATE "C"): nothing here needs a

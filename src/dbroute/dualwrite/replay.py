@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dbroute.dualwrite.apply import describe_error
 from dbroute.dualwrite.conflicts import Conflict, report_conflicts
-from dbroute.dualwrite.journal import INTENTS, JOURNAL
+from dbroute.dualwrite.journal import INTENTS, JOURNAL, rejournal
 from dbroute.target import Target
 from dbroute.telemetry import DUALWRITE_REPLAYED, target_attributes
 
@@ -85,7 +85,6 @@ _TAKE_INTENTS = text(
     """
 )
 _DELETE_INTENTS = text(f"delete from {INTENTS} where xid = any(cast(:xids as xid8[]))")
-_REJOURNAL = text("select dbroute.rejournal(cast(:payload as jsonb), :error, null)")
 # 'committed', 'aborted', 'in progress', or null for an xid too old to tell.
 _STATUS = text(
     "select x, pg_xact_status(cast(x as xid8)) as status from unnest(cast(:xids as text[])) x"
@@ -238,7 +237,7 @@ def _settle_intents(
                     undone = [g for r in aborted for g in _groups_of(r)]
                     if undone:
                         error = f"{here.value} holds rows mirrored by a transaction that aborted"
-                        src.execute(_REJOURNAL, {"payload": json.dumps(undone), "error": error})
+                        rejournal(src, json.dumps(undone), error)
                 # The entries committed on the writers' side: only now the rows go.
                 if done:
                     dst.execute(_DELETE_INTENTS, {"xids": [r.xid for r in done]})
