@@ -1,8 +1,8 @@
 """Shadow reads: primary-path latency with every read shadowed vs none, same run.
 
-    python benchmarks/bench_shadow.py [--calls 300] [--rounds 10]
+    python benchmarks/bench_shadow.py [--calls 50] [--rounds 60] [--rows 10] [--pin]
 
-Five ways to run one routed read (``router.session(key)``, a 10-row select,
+Five ways to run one routed read (``router.session(key)``, a ``--rows``-row select,
 ``.all()``, close), timed per call and reported as p50/p90:
 
 * ``shadow 0 %``      the baseline: no hooks attached;
@@ -43,15 +43,27 @@ import time
 from collections.abc import Callable
 
 import laboratory
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from dbroute import Router, RoutingSettings, Target
 from dbroute.testing import create_database_pair, libpq_url, start_server_pair
 
-QUERY = text("select id, name, price from items where id between :a and :a + 9")
-SETUP = """
+ITEMS = 1000
+
+
+def query(rows: int) -> TextClause:
+    """The benchmark's read: ``rows`` consecutive items from ``:a``."""
+    return text(f"select id, name, price from items where id between :a and :a + {rows - 1}")
+
+
+def first_id(n: int, rows: int) -> int:
+    """Where read ``n`` starts: the reads walk the table, always ``rows`` rows long."""
+    return n % (ITEMS - rows + 1) + 1
+
+
+SETUP = f"""
 create table items (id int primary key, name text not null, price numeric(10, 2) not null);
-insert into items select g, 'item-' || g, g * 1.25 from generate_series(1, 1000) g;
+insert into items select g, 'item-' || g, g * 1.25 from generate_series(1, {ITEMS}) g;
 """
 
 
@@ -62,7 +74,7 @@ insert into items select g, 'item-' || g, g * 1.25 from generate_series(1, 1000)
 _EXTERNAL_LOAD = r"""
 import sys, time, psycopg
 conn = psycopg.connect(sys.argv[1], autocommit=True)
-sql = "select id, name, price from items where id between %(a)s and %(a)s + 9"
+sql = "select id, name, price from items where id between %(a)s and %(a)s + " + sys.argv[2]
 while True:
     with conn.cursor() as cursor:
         cursor.execute(b"begin read only; set local statement_timeout = 2000")
@@ -75,13 +87,16 @@ while True:
 class ExternalLoad:
     """A subprocess running shadow-equivalent queries on RDS while a block is timed."""
 
-    def __init__(self, rds_url: str, cpus: set[int] | None = None) -> None:
+    def __init__(self, rds_url: str, rows: int, cpus: set[int] | None = None) -> None:
         self._url = libpq_url(rds_url)
+        self._rows = rows
         self._cpus = cpus
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> None:
-        self._process = subprocess.Popen([sys.executable, "-c", _EXTERNAL_LOAD, self._url])
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _EXTERNAL_LOAD, self._url, str(self._rows - 1)]
+        )
         if self._cpus is not None:
             os.sched_setaffinity(self._process.pid, self._cpus)
         time.sleep(0.3)  # connected and looping
@@ -133,20 +148,23 @@ def pin_shadow_workers(cpus: set[int]) -> int:
     return workers
 
 
-def routed_read(router: Router) -> Callable[[int], object]:
+def routed_read(router: Router, rows: int = 10) -> Callable[[int], object]:
+    sql = query(rows)
+
     def read(n: int) -> object:
         with router.session(f"user-{n % 100}") as session:
-            return session.execute(QUERY, {"a": n % 990 + 1}).all()
+            return session.execute(sql, {"a": first_id(n, rows)}).all()
 
     return read
 
 
-def laboratory_read(router: Router) -> Callable[[int], object]:
-    primary = routed_read(router)
+def laboratory_read(router: Router, rows: int = 10) -> Callable[[int], object]:
+    primary = routed_read(router, rows)
+    sql = query(rows)
 
     def candidate(n: int) -> object:
         with router.engine(Target.RDS).connect() as conn:
-            return conn.execute(QUERY, {"a": n % 990 + 1}).all()
+            return conn.execute(sql, {"a": first_id(n, rows)}).all()
 
     def read(n: int) -> object:
         experiment = laboratory.Experiment(name="shadow")
@@ -171,8 +189,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=50, help="reads per block")
     parser.add_argument("--rounds", type=int, default=60, help="blocks per variant")
+    parser.add_argument("--rows", type=int, default=10, help="rows per read (1 to 1000)")
     parser.add_argument("--pin", action="store_true", help="production-like CPU placement")
     args = parser.parse_args()
+    if not 1 <= args.rows <= ITEMS:
+        parser.error(f"--rows must be between 1 and {ITEMS}")
     with start_server_pair() as pair:
         databases = create_database_pair(pair, prefix="bench")
         base = {"neon_url": databases.neon_url, "rds_url": databases.rds_url}
@@ -185,17 +206,17 @@ def main() -> None:
             with plain.engine(target).begin() as conn:
                 conn.exec_driver_sql(SETUP)
         variants = {
-            "shadow 0 %": routed_read(plain),
-            "shadow 10 %": routed_read(tenth),
-            "shadow 100 %": routed_read(shadowed),
-            "laboratory (inline candidate)": laboratory_read(plain),
-            "shadow 0 % + external load": routed_read(plain),
+            "shadow 0 %": routed_read(plain, args.rows),
+            "shadow 10 %": routed_read(tenth, args.rows),
+            "shadow 100 %": routed_read(shadowed, args.rows),
+            "laboratory (inline candidate)": laboratory_read(plain, args.rows),
+            "shadow 0 % + external load": routed_read(plain, args.rows),
         }
         if args.pin:
             os.sched_setaffinity(0, APP_CPU)  # this thread; threads it starts inherit it
             pin_server(plain, Target.NEON, APP_CPU)
             pin_server(plain, Target.RDS, SHADOW_CPU)
-        external = ExternalLoad(databases.rds_url, SHADOW_CPU if args.pin else None)
+        external = ExternalLoad(databases.rds_url, args.rows, SHADOW_CPU if args.pin else None)
         for read in variants.values():  # warm-up: pools, statement caches
             timed(read, 0, args.calls)
         shadowed.shadow_flush(60)
@@ -217,7 +238,7 @@ def main() -> None:
         report = shadowed.shadow_report()
         wall0 = statistics.median(w for w, _ in samples["shadow 0 %"])
         cpu0 = statistics.median(c for _, c in samples["shadow 0 %"])
-        print(f"\n{args.rounds} x {args.calls} reads per variant (10 rows each)")
+        print(f"\n{args.rounds} x {args.calls} reads per variant ({args.rows} rows each)")
         print(
             f"  {'':32} {'wall p50':>9} {'p90':>9} {'ratio':>7} {'caller CPU p50':>15} {'ratio':>7}"
         )

@@ -86,10 +86,12 @@ def test_binary_results_decode_too(connection):
         ]
 
 
+# PostgreSQL text (and jsonb's keys) cannot hold NUL.
+_chars = st.characters(blacklist_characters="\x00", codec="utf-8")
 _values = st.one_of(
     st.none(),
     st.integers(-(2**63), 2**63 - 1),
-    st.text(alphabet=st.characters(blacklist_characters="\x00", codec="utf-8")),
+    st.text(_chars),
     st.decimals(
         allow_nan=False, allow_infinity=False, places=4, max_value=10**12, min_value=-(10**12)
     ),
@@ -98,7 +100,7 @@ _values = st.one_of(
     st.datetimes(timezones=st.just(dt.UTC)),
     st.dates(),
     st.lists(st.integers(-1000, 1000), max_size=4),
-    st.dictionaries(st.text(max_size=5), st.integers(-5, 5), max_size=3),
+    st.dictionaries(st.text(_chars, max_size=5), st.integers(-5, 5), max_size=3),
 )
 _TYPES = {
     int: "int8",
@@ -123,7 +125,27 @@ def test_decoding_raw_cells_agrees_with_psycopg(connection, values):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         captured = capture(cursor, row_cap=10)
+        assert captured[1] == _libpq_cells(cursor.pgresult)  # the bytes libpq holds, unchanged
         assert list(decode(captured).rows) == cursor.fetchall()
+
+
+def _libpq_cells(result):
+    return [
+        tuple(result.get_value(row, column) for column in range(result.nfields))
+        for row in range(result.ntuples)
+    ]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_cells_are_libpqs_bytes_in_either_format(connection, binary):
+    sql = "select g, null::int, '\\x00ff'::bytea, 'é' from generate_series(1, 3) g"
+    with connection.cursor(binary=binary) as cursor:
+        cursor.execute(sql)
+        meta, rows = cells(cursor.pgresult)
+        assert [m[2] for m in meta] == [int(binary)] * 4
+        assert rows == _libpq_cells(cursor.pgresult)
+        assert rows[0][1] is None
+        assert len(rows) == 3
 
 
 _cells = st.one_of(st.none(), st.integers(-5, 5).map(lambda n: str(n).encode()))
@@ -133,15 +155,15 @@ _cells = st.one_of(st.none(), st.integers(-5, 5).map(lambda n: str(n).encode()))
 def _raw_pairs(draw):
     """Two raw answers of the same shape (int4 columns) whose cells often coincide."""
     width = draw(st.integers(0, 3))
-    rows = draw(st.integers(0, 5))
+    count = draw(st.integers(0, 5))
     meta = tuple((f"c{i}".encode(), 23, 0, 0, 0) for i in range(width))
-    first = draw(st.lists(_cells, min_size=width * rows, max_size=width * rows))
+    row = st.tuples(*[_cells] * width)
+    first = draw(st.lists(row, min_size=count, max_size=count))
     if draw(st.booleans()):  # the same rows, maybe shuffled
-        order = draw(st.permutations(range(rows)))
-        second = [c for r in order for c in first[r * width : (r + 1) * width]]
+        second = [first[r] for r in draw(st.permutations(range(count)))]
     else:
-        second = draw(st.lists(_cells, min_size=width * rows, max_size=width * rows))
-    return (meta, rows, first), (meta, rows, second)
+        second = draw(st.lists(row, min_size=count, max_size=count))
+    return (meta, first), (meta, second)
 
 
 @settings(max_examples=300, deadline=None)

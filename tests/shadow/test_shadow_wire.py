@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import pickle
 import uuid
 from decimal import Decimal
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from dbroute.shadow.job import NotPortable, snapshot
-from dbroute.shadow.wire import frame, load
+from dbroute.shadow.statement import analyse
+from dbroute.shadow.wire import MATCH, MATCHES, OUTCOME, frame, gather, load
 
 
 class AppValue:
@@ -101,9 +103,12 @@ def test_the_worker_refuses_application_classes():
     with pytest.raises(pickle.UnpicklingError, match="AppValue is not allowed"):
         load(pickle.dumps(AppValue()))
 
-    # Not even hidden inside a value snapshot() lets through.
+    # Nor hidden inside a value of a portable type: snapshot() refuses it first.
     hidden = dt.datetime(2024, 1, 1, tzinfo=AppZone())
-    assert snapshot(hidden) is hidden
+    with pytest.raises(NotPortable):
+        snapshot(hidden)
+    with pytest.raises(NotPortable):
+        snapshot(dt.time(1, tzinfo=AppZone()))
     with pytest.raises(pickle.UnpicklingError, match="AppZone is not allowed"):
         load(pickle.dumps(hidden))
 
@@ -113,3 +118,49 @@ def test_frames_carry_the_job_id_outside_the_pickle():
     assert int.from_bytes(data[4:12], "little") == 42
     assert load(data[12:]) == ("job",)
     assert uuid.UUID(int=5) == load(pickle.dumps(uuid.UUID(int=5)))
+
+
+def _info(sql):
+    return analyse(sql)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just(MATCH), st.sampled_from(["select 1", "select 2"]), st.booleans()),
+            st.tuples(st.just(OUTCOME), st.none(), st.none()),
+        ),
+        max_size=30,
+    )
+)
+def test_gathered_matches_keep_every_job_once_with_its_own_timings(results):
+    batch = []
+    for job_id, (tag, sql, on_neon) in enumerate(results):
+        if tag == MATCH:
+            target = "neon" if on_neon else "rds"
+            batch.append((MATCH, job_id, _info(sql), target, job_id / 10, job_id / 100))
+        else:
+            batch.append((OUTCOME, job_id, "outcome"))
+    gathered = gather(batch)
+    unfolded = []  # the batch again, in the order the application reads it
+    for result in gathered:
+        if result[0] == MATCHES:
+            _, info, target, ids, primary, shadow = result
+            assert len(ids) == len(primary) == len(shadow)
+            for job_id, p, s in zip(ids, primary, shadow, strict=True):
+                unfolded.append((MATCH, job_id, info, target, p, s))
+        else:
+            unfolded.append(result)
+    assert sorted(unfolded, key=lambda r: r[1]) == batch  # every job once, its own timings
+    position = {result[1]: n for n, result in enumerate(unfolded)}
+    for result in batch:
+        if result[0] != MATCH:  # other results stay between the same matches
+            assert all(position[r[1]] < position[result[1]] for r in batch[: result[1]])
+            assert all(position[r[1]] > position[result[1]] for r in batch[result[1] + 1 :])
+    for a, b in itertools.combinations([r for r in batch if r[0] == MATCH], 2):
+        if (a[2], a[3]) == (b[2], b[3]):  # one statement's matches in order
+            assert position[a[1]] < position[b[1]]
+    outcomes = sum(r[0] == OUTCOME for r in batch)
+    # Between two outcomes, at most one group per statement and target (2 x 2 here).
+    assert len(gathered) <= outcomes + 4 * (outcomes + 1)

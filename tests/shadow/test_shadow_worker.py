@@ -363,6 +363,28 @@ def test_a_job_the_worker_cannot_read_is_skipped_and_counted(shadow_router):
     assert report.compared == 1
 
 
+def test_a_job_the_worker_cannot_read_costs_that_job_only(shadow_router, monkeypatch):
+    """Should one reach the worker anyway, it is counted; the reads around it are compared."""
+    import dbroute.shadow.experiment as experiment
+
+    from .test_shadow_wire import AppZone
+
+    monkeypatch.setattr(experiment, "snapshot", lambda value: value)  # let it through
+    router = shadow_router()
+    when = datetime.datetime(2024, 1, 1, 1, 0, tzinfo=AppZone())
+    with router.session("user-1") as session:  # one burst: the sender sends it together
+        for _ in range(5):
+            assert len(session.execute(text("select id from items order by id")).all()) == 20
+        sql = "select count(*) from items where seen_at <= :when"
+        assert session.execute(text(sql), {"when": when}).scalar() == 20
+        for _ in range(5):
+            assert len(session.execute(text("select id from items order by id")).all()) == 20
+    assert router.shadow_flush(30)
+    report = router.shadow_report()
+    assert report.skipped == {"unsupported_parameters": 1}
+    assert (report.compared, report.mismatched, report.dropped) == (10, 0, 0)
+
+
 def test_a_forked_child_does_not_keep_its_parents_worker_alive(shadow_router):
     router = shadow_router()
     assert len(read(router)) == 20

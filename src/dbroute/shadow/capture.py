@@ -9,18 +9,24 @@ the shadow sender thread copies its :func:`cells` later, as raw bytes, so:
   asyncio (SQLAlchemy's psycopg adapter keeps the inner cursor's result), are
   captured the same way;
 * the expensive part, turning bytes into Python values, happens in the
-  shadow worker process (:func:`decode`), off the application's CPU and GIL.
+  shadow worker process (:func:`decode`), off the application's CPU and GIL;
+* the copy itself is psycopg's own row loop, with a "loader" that keeps every
+  cell's bytes as they are: with psycopg's C implementation, one call copies
+  a whole result (3 columns: 2.1 us for 10 rows and 7.1 us for 100, against
+  2.8 and 15.1 us for a Python loop over ``PGresult.get_value``).
 
 Server-side (streaming) cursors are never captured: their result is one batch.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg
-from psycopg import pq
-from psycopg.adapt import Transformer
+from psycopg import postgres, pq
+from psycopg.abc import AdaptContext, Loader
+from psycopg.adapt import AdaptersMap, Transformer
 from psycopg.pq import ExecStatus
 from psycopg.pq.abc import PGresult
 
@@ -40,14 +46,38 @@ class CaptureRefused(Exception):  # noqa: N818 - a reason, not an error: becomes
 #: One column as libpq describes it: name (raw bytes), type OID, format (0 text, 1 binary),
 #: source table OID and column number (0, 0 when computed).
 ColumnMeta = tuple[bytes | None, int, int, int, int]
-#: A result as libpq returned it: its columns, its row count and its row-major raw cells
-#: (``None``: NULL). Plain tuples: they are pickled on the caller's path, where every
-#: microsecond counts.
-RawRows = tuple[tuple[ColumnMeta, ...], int, list[bytes | None]]
+#: One row as libpq returned it: each cell's raw bytes (``None``: NULL).
+RawRow = tuple[bytes | None, ...]
+#: A result as libpq returned it: its columns and its rows. Plain tuples: they are
+#: pickled in the application's process, where every microsecond counts.
+RawRows = tuple[tuple[ColumnMeta, ...], list[RawRow]]
+
+# psycopg's bytea loader for the binary format copies a cell's bytes unchanged (its
+# C version when psycopg has one): given for every type and format, it copies rows.
+_COPY_CELL = psycopg.adapters.get_loader(postgres.types["bytea"].oid, pq.Format.BINARY)
+
+
+class _EveryCellAsBytes(AdaptersMap):
+    def get_loader(self, oid: int, format: pq.Format) -> type[Loader] | None:
+        return _COPY_CELL
+
+
+class _CopyContext:
+    """The adaptation context of :func:`cells`' transformer (psycopg's ``AdaptContext``)."""
+
+    adapters = _EveryCellAsBytes(psycopg.adapters)
+    connection = None
+
+
+_COPY: AdaptContext = _CopyContext()
+_copiers = threading.local()
 
 
 def _pgresult(cursor: Any) -> PGresult | None:
     """The libpq result behind ``cursor`` (psycopg's, or SQLAlchemy's asyncio adapter's)."""
+    if type(cursor) in _PLAIN_CURSORS:  # the common case, on the caller's path: no more checks
+        result: PGresult | None = cursor.pgresult
+        return result
     raw = cursor if isinstance(cursor, psycopg.Cursor) else getattr(cursor, "_cursor", None)
     if isinstance(raw, (psycopg.ServerCursor, psycopg.AsyncServerCursor)):
         raise CaptureRefused("streaming")
@@ -56,6 +86,10 @@ def _pgresult(cursor: Any) -> PGresult | None:
     if getattr(cursor, "server_side", False):  # the adapter streams through a named cursor
         raise CaptureRefused("streaming")
     return raw.pgresult
+
+
+# Client-side cursors as psycopg makes them, holding their own result.
+_PLAIN_CURSORS = frozenset({psycopg.Cursor, psycopg.ClientCursor})
 
 
 def capture(cursor: Any, row_cap: int) -> RawRows:
@@ -80,7 +114,6 @@ def take(cursor: Any, row_cap: int) -> PGresult:
 
 def cells(result: PGresult) -> RawRows:
     """``result``'s columns and raw cells, as :data:`RawRows`."""
-    ntuples = result.ntuples
     fields = range(result.nfields)
     name, oid, fmt, table, column = (
         result.fname,
@@ -90,26 +123,25 @@ def cells(result: PGresult) -> RawRows:
         result.ftablecol,
     )
     meta = tuple([(name(i), oid(i), fmt(i), table(i), column(i)) for i in fields])
-    value = result.get_value
-    return meta, ntuples, [value(row, field) for row in range(ntuples) for field in fields]
+    copier = getattr(_copiers, "copier", None)
+    if copier is None:  # one per thread, reused: its loaders are made once, not per result
+        copier = _copiers.copier = Transformer(_COPY)
+    copier.set_pgresult(result, set_loaders=False)
+    copier.set_loader_types([m[1] for m in meta], pq.Format.TEXT)  # the format is moot
+    rows: list[RawRow] = copier.load_rows(0, result.ntuples, tuple)
+    return meta, rows
 
 
 def decode(raw: RawRows, encoding: str = "utf-8") -> ResultSet:
     """``raw`` as Python values, by psycopg's default loaders (as the shadow's rows are)."""
-    meta, ntuples, cells = raw
+    meta, raw_rows = raw
     columns = tuple(Column((name or b"").decode(encoding), oid) for name, oid, *_ in meta)
     tables = tuple((table, column) for *_, table, column in meta)
     transformer = Transformer()
     loads = [transformer.get_loader(oid, pq.Format(fmt)).load for _, oid, fmt, _, _ in meta]
-    width = len(loads)
-    if not width:  # ``select`` of no columns: empty rows
-        return ResultSet(columns, [()] * ntuples, tables)
     rows = [
-        tuple(
-            None if cell is None else load(cell)
-            for load, cell in zip(loads, cells[start : start + width], strict=True)
-        )
-        for start in range(0, ntuples * width, width)
+        tuple(None if cell is None else load(cell) for load, cell in zip(loads, row, strict=True))
+        for row in raw_rows
     ]
     return ResultSet(columns, rows, tables)
 
@@ -121,20 +153,17 @@ def raw_equal(a: RawRows, b: RawRows, *, ordered: bool) -> bool:
     no decoding; different bytes may still be equal values (``1.0``/``1.00``,
     another ``TimeZone``...): :func:`decode` and compare them then.
     """
-    meta_a, rows_a, cells_a = a
-    meta_b, rows_b, cells_b = b
-    if rows_a != rows_b or [m[:3] for m in meta_a] != [m[:3] for m in meta_b]:
+    meta_a, rows_a = a
+    meta_b, rows_b = b
+    if len(rows_a) != len(rows_b) or [m[:3] for m in meta_a] != [m[:3] for m in meta_b]:
         return False
-    if ordered or rows_a < 2:
-        return cells_a == cells_b
-    width = len(meta_a)
-    if not width:
+    if rows_a == rows_b:  # in the same order: the common case, whether order matters or not
         return True
-    return _sorted_rows(cells_a, width) == _sorted_rows(cells_b, width)
+    if ordered or len(rows_a) < 2:
+        return False
+    return sorted(rows_a, key=_row_key) == sorted(rows_b, key=_row_key)
 
 
-def _sorted_rows(cells: list[bytes | None], width: int) -> list[tuple[bytes | None, ...]]:
-    rows = [tuple(cells[i : i + width]) for i in range(0, len(cells), width)]
+def _row_key(row: RawRow) -> tuple[tuple[bool, bytes], ...]:
     # NULL sorts apart from every value (None and bytes do not compare).
-    rows.sort(key=lambda row: tuple((c is None, c or b"") for c in row))
-    return rows
+    return tuple((cell is None, cell or b"") for cell in row)

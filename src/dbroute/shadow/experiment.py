@@ -40,7 +40,7 @@ from dbroute.shadow.publisher import Publisher
 from dbroute.shadow.report import ShadowReport
 from dbroute.shadow.sampling import Sampler
 from dbroute.shadow.statement import StatementInfo
-from dbroute.shadow.wire import JUDGE, MATCH, OUTCOME, UNREADABLE, WorkerConfig, frame
+from dbroute.shadow.wire import JUDGE, MATCHES, OUTCOME, UNREADABLE, WorkerConfig, frame
 from dbroute.target import Target
 
 if TYPE_CHECKING:
@@ -269,28 +269,36 @@ class ShadowReads:
     # --- results from the worker (reader thread) ----------------------------
 
     def _deliver(self, batch: list[tuple[Any, ...]]) -> None:
-        matches: list[tuple[Any, ...]] = []
-        done = 0
+        inflight = self._inflight
+        done: list[int] = []
         for result in batch:
-            tag, job_id = result[0], result[1]
+            tag = result[0]
+            if tag == MATCHES:  # the bulk: one statement's matches, recorded together
+                _, info, primary_target, ids, primary, shadow = result
+                if not all(job_id in inflight for job_id in ids):  # some lost with a worker
+                    keep = [job_id in inflight for job_id in ids]
+                    ids, primary, shadow = (
+                        list(itertools.compress(values, keep)) for values in (ids, primary, shadow)
+                    )
+                if ids:
+                    self._publisher.matches(info, primary_target, primary, shadow)
+                    done += ids
+                continue
             if tag == JUDGE:
                 self._judge_here(result[2])  # still in flight until judged
                 continue
-            if job_id not in self._inflight:
+            job_id = result[1]
+            if job_id not in inflight:
                 continue  # already counted as lost when a worker died
-            done += 1
-            if tag == MATCH:
-                matches.append(result)
-            elif tag == OUTCOME:
+            done.append(job_id)
+            if tag == OUTCOME:
                 self._publisher.outcome(result[2])
             elif tag == UNREADABLE:
                 self._publisher.skipped("unsupported_parameters")
             else:  # DROPPED
                 self._publisher.dropped(1, "queue_full")
-        if matches:
-            self._publisher.matches(matches)
         if done:
-            self._forget(*(result[1] for result in batch if result[0] != JUDGE))
+            self._forget(*done)
 
     def _lost(self, job_ids: Sequence[int] | None) -> None:
         # The worker died (None: everything it held) or a job could not reach it.

@@ -84,10 +84,10 @@ class _Hooks:
     ) -> bool:
         # Judged, never shadowed: one statement, many parameter sets, no one answer.
         try:
-            if _routed(context) is not None:
+            if (routed := _routed(context)) is not None:
                 kind = analyse(statement).kind
                 if kind is StatementKind.WRITE:
-                    _mark_written(context)
+                    _mark_written(routed)
                 elif kind is StatementKind.READ and self.experiment.sampler.sampled(
                     statement, parameters[0] if parameters else None
                 ):
@@ -153,21 +153,23 @@ class _Hooks:
         info = analyse(statement)  # cached: SQLAlchemy renders the same texts again
         kind = info.kind
         if kind is StatementKind.WRITE:
-            _mark_written(context)
+            _mark_written(routed)
             return None
         if kind is StatementKind.CONTROL:
             return None
         experiment = self.experiment
         if not experiment.sampler.sampled(statement, parameters):
             return None
-        reason = _skip_reason(kind, _written(context), context.execution_options)
+        target, transaction, marks = routed
+        written = marks.get(WRITTEN) is transaction
+        reason = _skip_reason(kind, written, context.execution_options)
         if reason is not None:
             experiment.skipped(reason)
             return None
         if not experiment.should_run(info):
             experiment.skipped("run_if")
             return None
-        return routed
+        return target
 
     def _submit(
         self,
@@ -192,33 +194,33 @@ class _Hooks:
         )
 
 
-def _routed(context: ExecutionContext) -> Target | None:
-    """The target of the routed session whose transaction runs this statement, if any."""
+#: A statement's routed-session transaction: its target, the transaction, and the
+#: Connection's ``info`` where its marks are kept. A plain tuple: built for every statement.
+_Routed = tuple[Target, Any, dict[str, Any]]
+
+
+def _routed(context: ExecutionContext) -> _Routed | None:
+    """The routed session's transaction running this statement, if it is one's."""
     connection = context.root_connection
     transaction = connection.get_transaction()
     if transaction is None:  # no session's (nor the dialect's first connection, which has no info)
         return None
-    marked = connection.info.get(ROUTED)
+    marks = connection.info  # looked up once: a chain of properties down to the pool's record
+    marked = marks.get(ROUTED)
     if marked is None or marked[0] is not transaction:
         return None
-    target: Target = marked[1]
-    return target
+    return marked[1], transaction, marks
 
 
-def _mark_written(context: ExecutionContext) -> None:
-    connection = context.root_connection
-    connection.info[WRITTEN] = connection.get_transaction()
-
-
-def _written(context: ExecutionContext) -> bool:
-    connection = context.root_connection
-    return connection.info.get(WRITTEN) is connection.get_transaction()
+def _mark_written(routed: _Routed) -> None:
+    _, transaction, marks = routed
+    marks[WRITTEN] = transaction
 
 
 def _plain(parameters: Any) -> Any:
     # SQLAlchemy hands the driver an immutabledict when a statement has none: the
     # worker gets plain containers only (job.snapshot).
-    if isinstance(parameters, Mapping) and type(parameters) is not dict:
+    if type(parameters) is not dict and isinstance(parameters, Mapping):  # dicts: no ABC check
         return dict(parameters)
     return parameters
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Json, Jsonb
 
@@ -79,9 +80,10 @@ def job_message(
     return (job_id, primary_target.value, sql, parameters, primary, primary_seconds, judge)
 
 
-_SCALARS = frozenset(
-    {type(None), bool, int, float, str, bytes, Decimal, date, time, datetime, timedelta, UUID}
-)
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes, Decimal, date, timedelta, UUID})
+#: Time zones the worker can read: an application's own tzinfo class would make it
+#: import the application's module (it refuses to: the job would be sent for nothing).
+_ZONES = frozenset({type(None), timezone, ZoneInfo})
 
 
 class NotPortable(Exception):  # noqa: N818 - a reason, not an error: becomes a "skipped" count
@@ -96,6 +98,8 @@ def snapshot(value: Any) -> Any:
     with a psycopg dumper registered) would make the worker import the
     application's module to read it: such reads are not shadowed.
 
+    Times and datetimes only with no time zone, a fixed offset or a ``ZoneInfo``.
+
     Containers are copied (scalars are immutable): the job is pickled later,
     on another thread, and the application may change a list it bound once
     the query has run; the shadow must run with the values the primary saw.
@@ -103,6 +107,10 @@ def snapshot(value: Any) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         return value
+    if kind is datetime or kind is time:
+        if type(value.tzinfo) in _ZONES:
+            return value
+        raise NotPortable
     if kind is list:
         return [snapshot(item) for item in value]
     if kind is tuple:

@@ -13,6 +13,7 @@ from typing import Any
 
 from dbroute.shadow.outcome import ShadowMismatch, ShadowOutcome, Verdict
 from dbroute.shadow.report import ReportBuilder
+from dbroute.shadow.statement import StatementInfo
 from dbroute.target import Target
 from dbroute.telemetry import (
     ATTR_ERROR_TYPE,
@@ -58,39 +59,37 @@ class Publisher:
         self.report.drop(count)
         SHADOW_DROPPED.add(count, {ATTR_SHADOW_REASON: reason})
 
-    def matches(self, matches: list[tuple[Any, ...]]) -> None:
-        """Matches, the bulk of shadow reads, recorded per statement rather than one by one."""
-        groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-        for match in matches:
-            groups.setdefault((match[2].fingerprint, match[3]), []).append(match)
-        for (_, primary_value), group in groups.items():
-            info = group[0][2]
-            attributes = {ATTR_TARGET: Target(primary_value).other.value}
-            SHADOW_COMPARED.add(len(group), attributes)
-            SHADOW_MATCHED.add(len(group), {**attributes, ATTR_SHADOW_REASON: "none"})
-            primary_side = {**attributes, ATTR_SHADOW_SIDE: "primary"}
-            shadow_side = {**attributes, ATTR_SHADOW_SIDE: "shadow"}
-            for match in group:
-                SHADOW_DURATION.record(match[4], primary_side)
-                SHADOW_DURATION.record(match[5], shadow_side)
-            self.report.add_matches(
-                info.fingerprint, info.normalized, [m[4] for m in group], [m[5] for m in group]
-            )
-            if self.publishers:
-                target = Target(primary_value)
-                for match in group:
-                    self._call(
-                        self.publishers,
-                        ShadowOutcome(
-                            fingerprint=info.fingerprint,
-                            statement=info.normalized,
-                            primary=target,
-                            shadow=target.other,
-                            verdict=Verdict.MATCH,
-                            primary_seconds=match[4],
-                            shadow_seconds=match[5],
-                        ),
-                    )
+    def matches(
+        self,
+        info: StatementInfo,
+        primary_value: str,
+        primary_seconds: list[float],
+        shadow_seconds: list[float],
+    ) -> None:
+        """Matches of one statement, the bulk of shadow reads: recorded together."""
+        attributes = {ATTR_TARGET: Target(primary_value).other.value}
+        SHADOW_COMPARED.add(len(primary_seconds), attributes)
+        SHADOW_MATCHED.add(len(primary_seconds), {**attributes, ATTR_SHADOW_REASON: "none"})
+        for side, values in (("primary", primary_seconds), ("shadow", shadow_seconds)):
+            record, side_attributes = SHADOW_DURATION.record, {**attributes, ATTR_SHADOW_SIDE: side}
+            for seconds in values:
+                record(seconds, side_attributes)
+        self.report.add_matches(info.fingerprint, info.normalized, primary_seconds, shadow_seconds)
+        if self.publishers:
+            target = Target(primary_value)
+            for primary, shadow in zip(primary_seconds, shadow_seconds, strict=True):
+                self._call(
+                    self.publishers,
+                    ShadowOutcome(
+                        fingerprint=info.fingerprint,
+                        statement=info.normalized,
+                        primary=target,
+                        shadow=target.other,
+                        verdict=Verdict.MATCH,
+                        primary_seconds=primary,
+                        shadow_seconds=shadow,
+                    ),
+                )
 
     def outcome(self, result: ShadowOutcome) -> None:
         """Record one shadow read that did not simply match (or any, when it is all we have)."""

@@ -4,8 +4,9 @@ Application → worker: one :class:`WorkerConfig`, then jobs
 (:func:`~dbroute.shadow.job.job_message` tuples); closing the pipe stops the
 worker. Worker → application: lists of results, tagged tuples:
 
-* ``(MATCH, job id, StatementInfo, primary target value, primary s, shadow s)``:
-  the common case, kept small (pickle writes a repeated StatementInfo once per batch);
+* ``(MATCHES, StatementInfo, primary target value, job ids, primary s, shadow s)``:
+  the common case, the matches of one statement in a batch gathered (:func:`gather`),
+  so the application's reader records them per statement, not one by one;
 * ``(OUTCOME, job id, ShadowOutcome)``: mismatch, lag, error;
 * ``(JUDGE, job id, Judgement)``: user callables must decide, in the application;
 * ``(DROPPED, job id)``: the worker's queue was full;
@@ -34,10 +35,12 @@ __all__ = [
     "DROPPED",
     "JUDGE",
     "MATCH",
+    "MATCHES",
     "OUTCOME",
     "UNREADABLE",
     "WorkerConfig",
     "frame",
+    "gather",
     "read_frame",
     "write_all",
 ]
@@ -46,7 +49,9 @@ __all__ = [
 #: a frame that cannot be read can still be answered.
 _HEADER = struct.Struct("<IQ")
 
+#: A match inside the worker, before :func:`gather`: ``(MATCH, job id, info, target, p, s)``.
 MATCH = "m"
+MATCHES = "M"
 OUTCOME = "o"
 JUDGE = "j"
 DROPPED = "d"
@@ -73,6 +78,31 @@ def frame(message: Any, job_id: int = 0) -> bytes:
     """``message`` pickled, behind its length and ``job_id`` (raises if it cannot be pickled)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data), job_id) + data
+
+
+def gather(results: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``results`` with each statement's ``MATCH`` tuples gathered in one ``MATCHES`` tuple.
+
+    Order is kept where it can mean something: every other result stays
+    between the matches that came before and after it, and one statement's
+    matches stay in order.
+    """
+    gathered: list[tuple[Any, ...]] = []
+    groups: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for result in results:
+        if result[0] != MATCH:
+            gathered.append(result)
+            groups = {}  # later matches go after it
+            continue
+        _, job_id, info, target, primary, shadow = result
+        group = groups.get((info.fingerprint, target))
+        if group is None:
+            group = groups[info.fingerprint, target] = (MATCHES, info, target, [], [], [])
+            gathered.append(group)
+        group[3].append(job_id)
+        group[4].append(primary)
+        group[5].append(shadow)
+    return gathered
 
 
 def read_frame(stream: IO[bytes]) -> tuple[bool, Any]:

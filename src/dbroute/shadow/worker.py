@@ -32,6 +32,7 @@ from dbroute.shadow.wire import (
     UNREADABLE,
     WorkerConfig,
     frame,
+    gather,
     load,
     poll_frames,
     write_all,
@@ -45,8 +46,10 @@ log = logging.getLogger("dbroute.shadow")
 #: most this many seconds (each batch wakes the application's reader thread once).
 _BATCH = 512
 _LINGER = 0.02
-#: How often the worker looks for new jobs while busy (see :func:`poll_frames`).
-_POLL = 0.001
+#: How often the worker looks for new jobs while busy (see :func:`poll_frames`). The
+#: application's sender writes every ~20 ms: polling each 1 ms cost this process's
+#: main thread ~40 us of CPU a shadowed read, against ~20 us at 5 ms.
+_POLL = 0.005
 
 
 class ShadowWorker:
@@ -155,7 +158,7 @@ class ShadowWorker:
                 stopping = self._stopping
             if batch:
                 try:
-                    write_all(self._out_fd, frame(batch))
+                    write_all(self._out_fd, frame(gather(batch)))
                 except OSError:  # the application is gone
                     return
             if stopping:
