@@ -26,6 +26,7 @@ __all__ = [
     "conclude",
     "error_outcome",
     "outcome",
+    "outcome_of",
     "verdict",
 ]
 
@@ -160,14 +161,26 @@ def error_outcome(
     info: StatementInfo, primary_target: Target, primary_seconds: float, error_type: str
 ) -> ShadowOutcome:
     """The outcome of a shadow read that failed (``error_type``: the exception's class name)."""
+    return outcome_of(info, primary_target, Verdict.ERROR, primary_seconds, None, error_type)
+
+
+def outcome_of(
+    info: StatementInfo,
+    primary_target: Target,
+    verdict: Verdict,
+    primary_seconds: float,
+    shadow_seconds: float | None,
+    error_type: str | None = None,
+) -> ShadowOutcome:
+    """A :class:`ShadowOutcome` without a mismatch: a match, or an error."""
     return ShadowOutcome(
         fingerprint=info.fingerprint,
         statement=info.normalized,
         primary=primary_target,
         shadow=primary_target.other,
-        verdict=Verdict.ERROR,
+        verdict=verdict,
         primary_seconds=primary_seconds,
-        shadow_seconds=None,
+        shadow_seconds=shadow_seconds,
         error_type=error_type,
     )
 

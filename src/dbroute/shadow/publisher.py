@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dbroute.shadow.judge import outcome_of
 from dbroute.shadow.outcome import ShadowMismatch, ShadowOutcome, Verdict
 from dbroute.shadow.report import ReportBuilder
 from dbroute.shadow.statement import StatementInfo
@@ -78,18 +79,8 @@ class Publisher:
         if self.publishers:
             target = Target(primary_value)
             for primary, shadow in zip(primary_seconds, shadow_seconds, strict=True):
-                self._call(
-                    self.publishers,
-                    ShadowOutcome(
-                        fingerprint=info.fingerprint,
-                        statement=info.normalized,
-                        primary=target,
-                        shadow=target.other,
-                        verdict=Verdict.MATCH,
-                        primary_seconds=primary,
-                        shadow_seconds=shadow,
-                    ),
-                )
+                match = outcome_of(info, target, Verdict.MATCH, primary, shadow)
+                self._call(self.publishers, match)
 
     def outcome(self, result: ShadowOutcome) -> None:
         """Record one shadow read that did not simply match (or any, when it is all we have)."""
