@@ -73,6 +73,10 @@ _COPY: AdaptContext = _CopyContext()
 _copiers = threading.local()
 
 
+# Client-side cursors as psycopg makes them, holding their own result.
+_PLAIN_CURSORS = frozenset({psycopg.Cursor, psycopg.ClientCursor})
+
+
 def _pgresult(cursor: Any) -> PGresult | None:
     """The libpq result behind ``cursor`` (psycopg's, or SQLAlchemy's asyncio adapter's)."""
     if type(cursor) in _PLAIN_CURSORS:  # the common case, on the caller's path: no more checks
@@ -86,10 +90,6 @@ def _pgresult(cursor: Any) -> PGresult | None:
     if getattr(cursor, "server_side", False):  # the adapter streams through a named cursor
         raise CaptureRefused("streaming")
     return raw.pgresult
-
-
-# Client-side cursors as psycopg makes them, holding their own result.
-_PLAIN_CURSORS = frozenset({psycopg.Cursor, psycopg.ClientCursor})
 
 
 def capture(cursor: Any, row_cap: int) -> RawRows:

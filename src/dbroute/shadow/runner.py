@@ -15,9 +15,11 @@ sent in one round trip through libpq's pipeline mode, straight on psycopg's
 ``pgconn``: the statements, parameters and results are psycopg's own, without
 a cursor's bookkeeping for each (measured, one thread: 95 us of CPU a shadow,
 against 170 us through psycopg's ``Connection.pipeline()`` and 190-205 us for
-three round trips through a cursor). Where psycopg cannot (a libpq without
-pipeline mode, or a psycopg whose internals moved), the same statements go
-through a cursor in three round trips.
+three round trips through a cursor). The shadow's time is then the whole
+round trip's, its opening and closing statements included (a few server
+microseconds). Where psycopg cannot (a libpq without pipeline mode, or a
+psycopg whose internals moved), the same statements go through a cursor in
+three round trips.
 
 Session-level settings are never changed, so the pools also work behind a
 transaction-mode pooler (Neon's PgBouncer). Prepared statements are off for
@@ -40,7 +42,7 @@ from psycopg.adapt import Transformer
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 
-from dbroute.shadow.capture import RawRows, capture, cells, decode
+from dbroute.shadow.capture import CaptureRefused, RawRows, capture, cells, decode
 from dbroute.shadow.results import ResultSet
 from dbroute.target import Target
 
@@ -196,8 +198,10 @@ class ShadowRunner:
             for result in answer:
                 if result.status == pq.ExecStatus.FATAL_ERROR:  # the first failure, as a cursor
                     raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
-        fetched = answers[len(self._opening) + 1]
-        return cells(fetched[0]), elapsed
+        (fetched,) = answers[len(self._opening) + 1]
+        if fetched.status != pq.ExecStatus.TUPLES_OK:  # as capture() would refuse it
+            raise CaptureRefused("no_rows_returned")
+        return cells(fetched), elapsed
 
     def _through_cursor(
         self, raw: psycopg.Connection[Any], declare: str, parameters: Any
