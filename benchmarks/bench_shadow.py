@@ -67,10 +67,11 @@ insert into items select g, 'item-' || g, g * 1.25 from generate_series(1, {ITEM
 """
 
 
-# The same database work as one shadow, back to back, from another process: no
+# The same statements as one shadow, back to back, from another process: no
 # GIL shared, only the machine (CPU, both PostgreSQL servers). On a small box
 # this is the floor any shadowing design pays; in production the shadow's
-# server work runs on the other database's machine.
+# server work runs on the other database's machine. (Three round trips, as the
+# worker's fallback sends them: a bound from above for its one-round-trip path.)
 _EXTERNAL_LOAD = r"""
 import sys, time, psycopg
 conn = psycopg.connect(sys.argv[1], autocommit=True)
